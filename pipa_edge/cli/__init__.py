@@ -1,0 +1,1 @@
+"""pipa_edge.cli"""
