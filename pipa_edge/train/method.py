@@ -56,3 +56,13 @@ class SourceOnly(TrainMethod):
         logits = self.segmenter(x)
         loss = F.cross_entropy(logits.float(), src["label"], ignore_index=self.segmenter.classes.ignore_index)
         return loss, {"loss_src": float(loss.detach())}
+
+
+def build_method(name: str, segmenter: Segmenter, adapt_cfg=None) -> TrainMethod:
+    """``source_only`` here; every adaptation method (``mean_teacher``, ``pipa``, ...) comes from
+    :func:`pipa_edge.adapt.build_adapter` (imported lazily)."""
+    if name == "source_only":
+        return SourceOnly(segmenter)
+    from pipa_edge.adapt import build_adapter  # noqa: PLC0415
+
+    return build_adapter(name, segmenter, adapt_cfg)
