@@ -78,13 +78,13 @@ class ClassSet:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "names": list(self.names), "palette": [list(c) for c in self.palette],
-                "ignore_index": self.ignore_index}
+                "ignore_index": self.ignore_index, "description": self.description}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ClassSet":
         try:
             return cls(str(d["name"]), tuple(d["names"]), tuple(tuple(int(v) for v in c) for c in d["palette"]),
-                       int(d.get("ignore_index", IGNORE_INDEX)))
+                       int(d.get("ignore_index", IGNORE_INDEX)), str(d.get("description", "")))
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"class set description is invalid: {e}") from None
 
