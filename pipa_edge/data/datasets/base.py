@@ -8,7 +8,7 @@ lookup table (LUT) that turns the raw label values on disk into class indices of
 
 Reading uses OpenCV (``IMREAD_UNCHANGED`` + ``COLOR_BGR2RGB``); palette PNGs (GTA5 labels) are read
 through Pillow because OpenCV expands the palette to colours. Labels are always resized with
-nearest-neighbour interpolation.
+nearest-neighbour interpolation (``INTER_NEAREST_EXACT``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ from torch.utils.data import Dataset
 
 from pipa_edge.data.classes import IGNORE_INDEX, ClassSet
 from pipa_edge.errors import DataError
+
+# Nearest-neighbour with pixel-centre alignment (same grid as the bilinear image resize); plain
+# INTER_NEAREST samples with a half-pixel offset and shifts labels against the image.
+LABEL_INTERP = getattr(cv2, "INTER_NEAREST_EXACT", cv2.INTER_NEAREST)
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -132,7 +136,7 @@ def resize_pair(image: np.ndarray, label: np.ndarray | None, size_hw: Sequence[i
         shrink = h * w < image.shape[0] * image.shape[1]
         image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     if label is not None and label.shape[:2] != (h, w):
-        label = cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST)
+        label = cv2.resize(label, (w, h), interpolation=LABEL_INTERP)
     return image, label
 
 
@@ -186,7 +190,7 @@ class SegDataset(Dataset):
         label = self.read_label(rec) if self.labels and rec.label is not None else None
         if label is not None and label.shape[:2] != image.shape[:2]:
             # e.g. a few GTA5 frames: the label is the reference grid, bring it to the image size
-            label = cv2.resize(label, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
+            label = cv2.resize(label, (image.shape[1], image.shape[0]), interpolation=LABEL_INTERP)
         if self.resize is not None:
             image, label = resize_pair(image, label, self.resize)
         out = {"image": image, "name": rec.name}

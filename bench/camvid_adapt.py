@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""CamVid day → dusk adaptation table: source-only, mean teacher, + pixel contrast, + patch contrast,
++ task-smart sampling (= PiPa++), and a target-supervised oracle.
+
+Every run is the project's trainer (:func:`pipa_edge.train.trainer.train`) on a recipe in ``train/``
+with ``--set``-style overrides; adaptation rows start from the source-only checkpoint of the same
+seed. Each finished model is scored on all 31 ``dusk_train`` frames (labels read only here) and on
+``day_train``. The oracle trains from scratch on day + half of dusk_train (with labels), 2-fold
+(first / second half of the sorted frames), and is scored on the held-out half; its mIoU pools
+the two folds' confusion matrices, so it covers the same 31 frames.
+
+    python bench/camvid_adapt.py --data ../shared/data/camvid --json docs/camvid_adapt.json
+    python bench/camvid_adapt.py --variant 'mt_nofda:mean_teacher:adapt.mix.source_style=none' ...
+
+Jobs run as subprocesses, ``--parallel`` at a time (several share one GPU well at this size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SRC = "train/camvid_source_only.yaml"
+MT = "train/camvid_day2dusk_mean_teacher.yaml"
+PIPA = "train/camvid_day2dusk_pipa.yaml"
+# row name -> (method, recipe, overrides)
+ROWS = {
+    "source_only": ("source_only", SRC, []),
+    "mean_teacher": ("mean_teacher", MT, []),
+    "pixel": ("pipa", PIPA, ["adapt.patch_contrast.enabled=false", "adapt.sampler.kind=random"]),
+    "pixel_patch": ("pipa", PIPA, ["adapt.sampler.kind=random"]),
+    "pipa": ("pipa", PIPA, []),
+}
+LABELS = {"source_only": "source-only", "mean_teacher": "mean teacher", "pixel": "+ pixel contrast",
+          "pixel_patch": "+ patch contrast", "pipa": "+ task-smart sampling (PiPa++)", "oracle": "oracle (2-fold)"}
+
+
+def _ds(root, split):
+    return {"type": "camvid", "root": str(root), "split": split, "resize": [180, 240]}
+
+
+def run_job(job: dict) -> dict:
+    """Train one row/seed with the trainer, then score the final model (called in a subprocess)."""
+    import torch
+
+    from pipa_edge.data.build import build_eval_dataset
+    from pipa_edge.models.io import load_segmenter
+    from pipa_edge.train.config import load_train_config
+    from pipa_edge.train.evaluate import evaluate
+    from pipa_edge.train.trainer import train
+
+    torch.set_num_threads(max(1, int(job.get("threads", 1))))
+    data, out = Path(job["data"]), Path(job["out"])
+    ov = [f"seed={job['seed']}", f"out_dir={out}", "val=null", f"device={job['device']}",
+          f"num_workers={job['workers']}", f"optim.max_iters={job['iters']}"]
+    if job["name"] == "oracle":
+        ov += [f"source.root={job['oracle_root']}", f"source.split=fold{job['fold']}_train"]
+        evals = {"dusk": _ds(job["oracle_root"], f"fold{job['fold']}_test")}
+    else:
+        ov += [f"source.root={data}"]
+        if job["method"] != "source_only":
+            ov += [f"target.root={data}", f"init_from={job['init_from']}"]
+        evals = {"dusk": _ds(data, "dusk_train"), "day": _ds(data, "day_train")}
+    cfg = load_train_config(REPO / job["recipe"], ov + list(job["overrides"]))
+    t0 = time.perf_counter()
+    res = train(cfg)
+    train_s = time.perf_counter() - t0
+    seg = load_segmenter(res.checkpoint)
+    dev = torch.device("cuda" if job["device"] != "cpu" and torch.cuda.is_available() else "cpu")
+    seg.to(dev)
+    scores = {}
+    for k, d in evals.items():
+        s = evaluate(seg, build_eval_dataset(d), cfg.eval, dev, show_progress=False)
+        scores[k] = {"miou": s["miou"], "per_class_iou": s["per_class_iou"], "confusion_matrix": s["confusion_matrix"]}
+    last = {}
+    csv = Path(res.out_dir) / "scalars.csv"
+    if csv.is_file():
+        last = {"scalars_tail": csv.read_text().splitlines()[-3:]}
+    return {**job, "train_s": train_s, "scores": scores, "checkpoint": str(res.checkpoint), **last}
+
+
+def make_oracle_data(data: Path, root: Path) -> None:
+    """Symlink day_train + one half of dusk_train (fold k train) and the other half (fold k test)."""
+    dusk = sorted((data / "dusk_train" / "images").iterdir())
+    day = sorted((data / "day_train" / "images").iterdir())
+    halves = [dusk[: (len(dusk) + 1) // 2], dusk[(len(dusk) + 1) // 2:]]
+    for k in range(2):
+        for split, files in ((f"fold{k}_train", day + halves[1 - k]), (f"fold{k}_test", halves[k])):
+            for sub in ("images", "labels"):
+                d = root / split / sub
+                d.mkdir(parents=True, exist_ok=True)
+                for f in files:
+                    src = f if sub == "images" else f.parent.parent / "labels" / f.name
+                    link = d / f.name
+                    if not link.exists():
+                        link.symlink_to(src.resolve())
+
+
+def build_jobs(a) -> list[dict]:
+    base = {"data": str(Path(a.data).resolve()), "device": a.device, "workers": a.workers, "threads": a.threads}
+    jobs = []
+    out = Path(a.out)
+
+    def add(name, method, recipe, overrides, seed, iters, dep=None):
+        j = {**base, "name": name, "method": method, "recipe": recipe, "overrides": list(overrides) + list(a.set),
+             "seed": seed, "iters": iters, "out": str(out / f"{name}_s{seed}"), "dep": dep}
+        if dep:
+            j["init_from"] = str(out / f"{dep}" / "final.pt")
+        jobs.append(j)
+
+    src_seeds = sorted(set(a.seeds) | {0})
+    for s in src_seeds:
+        jobs.append({**base, "name": "source_only", "method": "source_only", "recipe": SRC, "overrides": [],
+                     "seed": s, "iters": a.src_iters, "out": str(out / f"source_only_s{s}"), "dep": None})
+    for r in a.rows:
+        if r == "source_only":
+            continue
+        m, rec, ov = ROWS[r]
+        for s in (a.seeds if r in a.multi_seed else [0]):
+            add(r, m, rec, ov, s, a.adapt_iters, f"source_only_s{s}")
+    for v in a.variant:  # NAME:BASE_ROW:key=v,key=v  (seed 0 only unless NAME ends with '*')
+        name, base_row, sets = (v.split(":", 2) + [""])[:3]
+        m, rec, ov = ROWS[base_row]
+        seeds = a.seeds if name.endswith("*") else [0]
+        for s in seeds:
+            add(name.rstrip("*"), m, rec, ov + [x for x in sets.split(",") if x], s, a.adapt_iters, f"source_only_s{s}")
+    if a.oracle:
+        root = out / "oracle_data"
+        make_oracle_data(Path(a.data), root)
+        for k in range(2):
+            jobs.append({**base, "name": "oracle", "method": "source_only", "recipe": SRC, "overrides": list(a.set_oracle),
+                         "seed": 0, "fold": k, "iters": a.src_iters, "out": str(out / f"oracle_f{k}"), "dep": None,
+                         "oracle_root": str(root)})
+    return jobs
+
+
+def run_all(jobs: list[dict], parallel: int, out: Path) -> list[dict]:
+    out.mkdir(parents=True, exist_ok=True)
+    pending, running, done, results = list(jobs), {}, set(), []
+    while pending or running:
+        for j in list(pending):
+            if len(running) >= parallel:
+                break
+            if j["dep"] and j["dep"] not in done:
+                continue
+            tag = Path(j["out"]).name
+            jf = out / f"job_{tag}.json"
+            jf.write_text(json.dumps(j))
+            log = open(out / f"job_{tag}.log", "w")
+            env = {**os.environ, "PIPA_NO_PROGRESS": "1", "OMP_NUM_THREADS": str(j["threads"])}
+            running[tag] = (subprocess.Popen([sys.executable, __file__, "--job", str(jf)], stdout=log,
+                                             stderr=subprocess.STDOUT, env=env), j, time.perf_counter())
+            pending.remove(j)
+            print(f"[bench] start {tag}", flush=True)
+        time.sleep(1.0)
+        for tag, (p, j, t0) in list(running.items()):
+            if p.poll() is None:
+                continue
+            del running[tag]
+            rf = out / f"result_{tag}.json"
+            if p.returncode == 0 and rf.is_file():
+                results.append(json.loads(rf.read_text()))
+                done.add(tag)
+                print(f"[bench] done {tag} in {time.perf_counter() - t0:.0f}s", flush=True)
+            else:
+                print(f"[bench] FAILED {tag} (rc {p.returncode}); log: {out / f'job_{tag}.log'}", flush=True)
+                print("\n".join((out / f"job_{tag}.log").read_text().splitlines()[-15:]), flush=True)
+                pending = [q for q in pending if q["dep"] != tag]
+    return results
+
+
+def _miou_of_cms(cms) -> float:
+    import numpy as np
+
+    from pipa_edge.train.metrics import mean_iou
+
+    return float(mean_iou(np.sum([np.asarray(c) for c in cms], axis=0), "gt"))
+
+
+def summarize(results: list[dict]) -> list[dict]:
+    import numpy as np
+
+    rows: dict[str, list[dict]] = {}
+    for r in results:
+        rows.setdefault(r["name"], []).append(r)
+    table = []
+    order = ["source_only", "mean_teacher", "pixel", "pixel_patch", "pipa"]
+    names = [n for n in order if n in rows] + sorted(n for n in rows if n not in order and n != "oracle")
+    for n in names:
+        rs = sorted(rows[n], key=lambda r: r["seed"])
+        dusk = [100 * r["scores"]["dusk"]["miou"] for r in rs]
+        day = [100 * r["scores"]["day"]["miou"] for r in rs]
+        table.append({"row": n, "label": LABELS.get(n, n), "method": rs[0]["method"], "seeds": [r["seed"] for r in rs],
+                      "overrides": rs[0]["overrides"], "dusk_miou": dusk, "dusk_mean": float(np.mean(dusk)),
+                      "dusk_std": float(np.std(dusk, ddof=1)) if len(dusk) > 1 else None,
+                      "day_mean": float(np.mean(day)), "train_s": [round(r["train_s"], 1) for r in rs]})
+    if "oracle" in rows:
+        rs = sorted(rows["oracle"], key=lambda r: r["fold"])
+        pooled = 100 * _miou_of_cms([r["scores"]["dusk"]["confusion_matrix"] for r in rs])
+        table.append({"row": "oracle", "label": LABELS["oracle"], "method": "source_only (day + dusk labels)",
+                      "seeds": [0], "folds": [100 * r["scores"]["dusk"]["miou"] for r in rs], "dusk_miou": [pooled],
+                      "dusk_mean": pooled, "dusk_std": None, "day_mean": None,
+                      "train_s": [round(r["train_s"], 1) for r in rs]})
+    return table
+
+
+def print_table(table: list[dict]) -> None:
+    print(f"{'row':34s} {'dusk mIoU':>16s} {'seeds':>8s} {'day mIoU':>9s} {'train s/run':>11s}")
+    for t in table:
+        sd = f" ± {t['dusk_std']:.1f}" if t["dusk_std"] is not None else ""
+        day = f"{t['day_mean']:.1f}" if t["day_mean"] is not None else "-"
+        print(f"{t['label'][:34]:34s} {t['dusk_mean']:>9.1f}{sd:7s} {len(t['seeds']):>8d} {day:>9s} "
+              f"{sum(t['train_s']) / len(t['train_s']):>11.0f}")
+
+
+def timing(device: str, batch: int, iters: int) -> list[dict]:
+    """Step time and peak memory of mean teacher vs PiPa++ on the same batch (the recipes' adapt
+    sections, SegFormer-B0, 160×224 crops), with the project's training-step benchmark."""
+    from pipa_edge.adapt.config import AdaptConfig
+    from pipa_edge.bench.train_step import bench_train_step
+    from pipa_edge.config import read_yaml, validate
+
+    cfg = validate(AdaptConfig, read_yaml(REPO / PIPA)["adapt"], where=PIPA)
+    rows = bench_train_step("segformer-b0", ("mean_teacher", "pipa"), batch=batch, imgsz=(160, 224), iters=iters,
+                            warmup=3, rounds=5, device=device, adapt_cfg=cfg)
+    for r in rows:
+        r.pop("samples_ms", None)
+        print(f"[timing] {r['method']}: p50 {r['step_ms']['p50']:.1f} ms, x{r['p50_vs_first']:.2f}, "
+              f"memory {r['memory']}")
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--job", help=argparse.SUPPRESS)
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "camvid"))
+    ap.add_argument("--out", default="runs/camvid_adapt")
+    ap.add_argument("--rows", nargs="*", default=list(ROWS))
+    ap.add_argument("--multi-seed", nargs="*", default=["source_only", "mean_teacher", "pipa"])
+    ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    ap.add_argument("--variant", action="append", default=[], help="NAME:BASE_ROW:key=v,key=v (tuning rows)")
+    ap.add_argument("--set", action="append", default=[], help="override for every run but the oracle")
+    ap.add_argument("--set-oracle", action="append", default=[])
+    ap.add_argument("--no-oracle", dest="oracle", action="store_false")
+    ap.add_argument("--src-iters", type=int, default=600)
+    ap.add_argument("--adapt-iters", type=int, default=600)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--parallel", type=int, default=1)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--timing", action="store_true", help="also time one training step: mean teacher vs PiPa++")
+    ap.add_argument("--timing-only", action="store_true")
+    ap.add_argument("--summarize", metavar="DIR", help="only tabulate the result_*.json files in DIR")
+    a = ap.parse_args(argv)
+    if a.job:
+        job = json.loads(Path(a.job).read_text())
+        res = run_job(job)
+        Path(a.job).with_name(Path(a.job).name.replace("job_", "result_")).write_text(json.dumps(res))
+        return 0
+    t0 = time.perf_counter()
+    import torch
+
+    dev = "cuda" if torch.cuda.is_available() and a.device != "cpu" else "cpu"
+    timing_rows = timing(dev, 8, 30) if (a.timing or a.timing_only) else None
+    if a.timing_only:
+        results = []
+    elif a.summarize:
+        results = [json.loads(p.read_text()) for p in sorted(Path(a.summarize).glob("result_*.json"))]
+    else:
+        results = run_all(build_jobs(a), a.parallel, Path(a.out))
+    table = summarize(results)
+    print_table(table)
+    info = {"command": "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
+            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() and a.device != "cpu" else "cpu",
+            "torch": torch.__version__, "wall_s": round(time.perf_counter() - t0, 1), "table": table, "timing": timing_rows,
+            "runs": [{k: r[k] for k in ("name", "seed", "train_s", "overrides") if k in r} |
+                     {"dusk_miou": r["scores"]["dusk"]["miou"], "per_class_dusk": r["scores"]["dusk"]["per_class_iou"]}
+                     for r in results]}
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(info, indent=1))
+        print(f"[bench] wrote {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""Pixel contrast: supervised pixel-to-pixel InfoNCE on decoder features (PiPa's pixel-wise term).
+
+Shapes: decoder features ``f (B, C, h, w)`` of the student, labels ``y (B, H, W)`` at input
+resolution (source GT and confident target pseudo-labels; everything else = ignore index).
+
+    z   = normalize(g(f))                 (B, D, h, w)   g: training-only projection head
+    y'  = majority_vote(y, (h, w))        (B, h, w)      ignore never wins (pseudo.downsample_labels)
+    anchors a (class-balanced, <= N per class, from the sampler), candidates c (anchors + a random
+    class-balanced pool); s_ac = z_a . z_c / tau
+    P_a = {c != a : y'_c = y'_a},  N_a = sampler.negatives(s, y'_c != y'_a, k)
+    L = mean_a  -1/|P_a| sum_{p in P_a} log( e^{s_ap} / (e^{s_ap} + sum_{n in N_a} e^{s_an}) )
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipa_edge.adapt.pseudo import downsample_labels
+from pipa_edge.adapt.sampling import RandomSampler, info_nce
+
+
+class ProjectionHead(nn.Module):
+    """``Conv1x1(C, C) - BN - ReLU - Conv1x1(C, D)`` then L2 normalisation over channels."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(in_dim, in_dim, 1, bias=False), nn.BatchNorm2d(in_dim),
+                                 nn.ReLU(inplace=True), nn.Conv2d(in_dim, out_dim, 1))
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net(f).float(), dim=1)
+
+
+class PixelContrast(nn.Module):
+    def __init__(self, in_dim: int, num_classes: int, ignore_index: int, proj_dim: int = 64,
+                 temperature: float = 0.1, anchors_per_class: int = 64, negatives_per_anchor: int = 256,
+                 min_valid: float = 0.5, sampler: Optional[RandomSampler] = None):
+        super().__init__()
+        self.head = ProjectionHead(in_dim, proj_dim)
+        self.num_classes, self.ignore_index = int(num_classes), int(ignore_index)
+        self.temperature = float(temperature)
+        self.anchors_per_class, self.negatives_per_anchor = int(anchors_per_class), int(negatives_per_anchor)
+        self.min_valid = float(min_valid)
+        self.sampler = sampler or RandomSampler()
+        self._pool = RandomSampler(self.sampler.generator)
+        self.last_stats: dict[str, float] = {}
+
+    def loss_from_embeddings(self, z: torch.Tensor, y: torch.Tensor, score: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``z (P, D)`` normalised embeddings, ``y (P,)`` labels at the same cells, ``score (P,)``."""
+        a_idx = self.sampler.anchors(y, score, self.anchors_per_class, self.ignore_index, self.num_classes)
+        if a_idx.numel() < 2:
+            self.last_stats = {"anchors": float(a_idx.numel())}
+            return z.sum() * 0.0
+        pool = self._pool.anchors(y, None, self.anchors_per_class, self.ignore_index, self.num_classes)
+        c_idx = torch.unique(torch.cat([a_idx, pool]))
+        za, zc = z[a_idx], z[c_idx]
+        ya, yc = y[a_idx], y[c_idx]
+        sim = za @ zc.t() / self.temperature  # (A, M)
+        not_self = a_idx.view(-1, 1) != c_idx.view(1, -1)
+        pos = (ya.view(-1, 1) == yc.view(1, -1)) & not_self
+        neg = self.sampler.negatives(sim.detach(), ya.view(-1, 1) != yc.view(1, -1), self.negatives_per_anchor)
+        self.last_stats = {"anchors": float(a_idx.numel()), "classes": float(torch.unique(ya).numel())}
+        return info_nce(sim, pos, neg)
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor, score: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``features (B, C, h, w)``, ``labels (B, H, W)`` (ignore = unknown), ``score (B, h, w)``."""
+        b, _, h, w = features.shape
+        z = self.head(features)  # (B, D, h, w)
+        y = labels if labels.shape[-2:] == (h, w) else downsample_labels(
+            labels, (h, w), self.num_classes, self.ignore_index, self.min_valid)
+        zf = z.permute(0, 2, 3, 1).reshape(b * h * w, -1)
+        sf = None if score is None else score.reshape(-1)
+        return self.loss_from_embeddings(zf, y.reshape(-1), sf)

@@ -1,0 +1,123 @@
+"""Anchor / negative samplers for the contrastive objectives, and the shared InfoNCE core.
+
+A sampler answers two questions on flattened pixels (``P`` cells, labels ``(P,)``):
+
+* ``anchors(labels, score, per_class)`` → indices ``(A,)``: class-balanced, at most ``per_class``
+  cells of each class, never a cell whose label is the ignore index (or outside ``[0, K)``).
+* ``negatives(sim, allowed, k)`` → bool mask ``(A, M)``: at most ``k`` negatives per anchor row,
+  chosen only where ``allowed`` is true.
+
+:class:`RandomSampler` draws uniformly (the ablation baseline). :class:`TaskSmartSampler` takes
+``hard_anchor_ratio`` of each class's anchors with the highest ``score`` (low teacher confidence /
+high student loss) and the rest at random; and ``hard_negative_ratio`` of the negatives as the
+most similar allowed candidates (hard negatives, e.g. other classes), the rest at random.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+NEG_FILL = -1.0e4  # stands for -inf in masked log-sum-exp (finite: no NaN gradients in float32)
+
+
+def info_nce(sim: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Multi-positive InfoNCE on a similarity matrix ``sim (A, M)`` (already divided by tau)::
+
+        L_i = -1/|P_i| * sum_{p in P_i} log( exp(s_ip) / (exp(s_ip) + sum_{n in N_i} exp(s_in)) )
+        L   = mean over anchors i with |P_i| > 0 and |N_i| > 0      (0 if there is none)
+
+    ``pos``/``neg`` are bool ``(A, M)`` masks (disjoint). Computed in float32.
+    """
+    sim = sim.float()
+    neg_lse = torch.logsumexp(sim.masked_fill(~neg, NEG_FILL), dim=1, keepdim=True)  # (A, 1)
+    per = -(sim - torch.logaddexp(sim, neg_lse))  # (A, M): -log p(pos | pos + negs)
+    npos = pos.sum(dim=1)
+    per_anchor = (per * pos.float()).sum(dim=1) / npos.clamp(min=1)
+    valid = (npos > 0) & neg.any(dim=1)
+    if not bool(valid.any()):
+        return sim.sum() * 0.0
+    return per_anchor[valid].mean()
+
+
+def _valid(labels: torch.Tensor, num_classes: Optional[int], ignore_index: int) -> torch.Tensor:
+    v = (labels != ignore_index) & (labels >= 0)
+    if num_classes is not None:
+        v &= labels < num_classes
+    return v
+
+
+class RandomSampler:
+    name = "random"
+
+    def __init__(self, generator: Optional[torch.Generator] = None):
+        self.generator = generator
+
+    def _rand(self, n: int, device) -> torch.Tensor:
+        return torch.rand(n, generator=self.generator).to(device)
+
+    def _pick(self, idx: torch.Tensor, score: Optional[torch.Tensor], n: int) -> torch.Tensor:
+        order = torch.argsort(self._rand(idx.numel(), idx.device))
+        return idx[order[:n]]
+
+    def anchors(self, labels: torch.Tensor, score: Optional[torch.Tensor], per_class: int, ignore_index: int,
+                num_classes: Optional[int] = None) -> torch.Tensor:
+        labels = labels.reshape(-1)
+        valid = _valid(labels, num_classes, ignore_index)
+        out = []
+        for c in torch.unique(labels[valid]).tolist():
+            idx = torch.nonzero(labels == c, as_tuple=False).squeeze(1)
+            out.append(self._pick(idx, None if score is None else score.reshape(-1)[idx], per_class))
+        if not out:
+            return torch.zeros(0, dtype=torch.long, device=labels.device)
+        return torch.cat(out)
+
+    def negatives(self, sim: torch.Tensor, allowed: torch.Tensor, k: int) -> torch.Tensor:
+        """At most ``k`` random allowed candidates per row."""
+        r = torch.rand(sim.shape, generator=self.generator).to(sim.device)
+        return _topk_mask(r, allowed, k)
+
+
+def _topk_mask(key: torch.Tensor, allowed: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool mask of the (at most) ``k`` largest ``key`` entries per row among ``allowed``."""
+    k = min(int(k), key.shape[1])
+    if k <= 0 or key.numel() == 0:
+        return torch.zeros_like(allowed)
+    keyed = key.float().masked_fill(~allowed, float("-inf"))
+    top = torch.topk(keyed, k, dim=1).indices
+    mask = torch.zeros_like(allowed)
+    mask.scatter_(1, top, True)
+    return mask & allowed
+
+
+class TaskSmartSampler(RandomSampler):
+    name = "task_smart"
+
+    def __init__(self, hard_anchor_ratio: float = 0.5, hard_negative_ratio: float = 0.5,
+                 generator: Optional[torch.Generator] = None):
+        super().__init__(generator)
+        self.hard_anchor_ratio = float(hard_anchor_ratio)
+        self.hard_negative_ratio = float(hard_negative_ratio)
+
+    def _pick(self, idx: torch.Tensor, score: Optional[torch.Tensor], n: int) -> torch.Tensor:
+        if score is None or idx.numel() <= n:
+            return super()._pick(idx, score, n)
+        n_hard = int(round(self.hard_anchor_ratio * n))
+        order = torch.argsort(score.float(), descending=True)
+        hard, rest = idx[order[:n_hard]], idx[order[n_hard:]]
+        return torch.cat([hard, super()._pick(rest, None, n - n_hard)])
+
+    def negatives(self, sim: torch.Tensor, allowed: torch.Tensor, k: int) -> torch.Tensor:
+        k = min(int(k), sim.shape[1])
+        n_hard = int(round(self.hard_negative_ratio * k))
+        hard = _topk_mask(sim.detach(), allowed, n_hard)
+        rnd = super().negatives(sim, allowed & ~hard, k - n_hard)
+        return hard | rnd
+
+
+def build_sampler(cfg, generator: Optional[torch.Generator] = None) -> RandomSampler:
+    """From a :class:`~pipa_edge.adapt.config.SamplerConfig`."""
+    if cfg.kind == "task_smart":
+        return TaskSmartSampler(cfg.hard_anchor_ratio, cfg.hard_negative_ratio, generator)
+    return RandomSampler(generator)

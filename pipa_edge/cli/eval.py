@@ -1,0 +1,44 @@
+"""``pipa-edge eval CKPT --data SPEC [--data SPEC ...] [--imgsz H W] [--mode slide --crop H W]``.
+
+SPEC is ``TYPE:ROOT[:SPLIT]`` (e.g. ``camvid:../shared/data/camvid:dusk_train``) or a YAML file
+with a dataset mapping. Writes ``<out>/<name>.json`` and ``<out>/<name>_iou.png`` per dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="mIoU / confusion matrix / per-class IoU chart of a checkpoint",
+                       description="Evaluate a pipa-edge checkpoint on labelled datasets.")
+    p.add_argument("checkpoint", help="a pipa-edge checkpoint (final.pt / last.pt)")
+    p.add_argument("--data", action="append", required=True, metavar="SPEC",
+                   help="TYPE:ROOT[:SPLIT] or a dataset YAML (repeatable)")
+    p.add_argument("--imgsz", nargs=2, type=int, metavar=("H", "W"), help="resize images (and labels) to H W")
+    p.add_argument("--mode", choices=("whole", "slide"), default="whole", help="inference mode (default whole)")
+    p.add_argument("--crop", nargs=2, type=int, metavar=("H", "W"), help="sliding window size (mode slide)")
+    p.add_argument("--stride", nargs=2, type=int, metavar=("H", "W"), help="sliding window stride (default 2/3 crop)")
+    p.add_argument("--miou", choices=("gt", "union", "all"), default="gt",
+                   help="classes in the mean: present in GT (default), in GT or prediction, or all")
+    p.add_argument("--limit", type=int, default=None, help="first N images only")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--out", default=None, help="output folder (default: <checkpoint folder>/eval)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pipa_edge.config import validate
+    from pipa_edge.train.config import EvalConfig
+    from pipa_edge.train.eval_api import evaluate_checkpoint
+
+    ecfg = validate(EvalConfig, {"mode": args.mode, "crop": args.crop, "stride": args.stride,
+                                 "batch_size": args.batch_size, "miou_convention": args.miou}, where="eval options")
+    out = args.out or str(Path(args.checkpoint).parent / "eval")
+    evaluate_checkpoint(args.checkpoint, args.data, out, imgsz=args.imgsz, eval_cfg=ecfg, device=args.device,
+                        limit=args.limit, num_workers=args.workers)
+    return 0

@@ -1,0 +1,60 @@
+"""``pipa-edge export CKPT --format onnx|engine|openvino [--precision ...] [--imgsz H W] [--profile ...]``."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "export a checkpoint's segmenter to ONNX / TensorRT engine / OpenVINO, with parity and accuracy gates"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("export", help=HELP, description=HELP,
+                       epilog="examples:\n  pipa-edge export runs/x/best.pt --format onnx --imgsz 512 1024\n"
+                              "  pipa-edge export best.pt --profile export/jetson-orin.yaml\n"
+                              "  pipa-edge export best.pt --precision int8 --calib frames/ --gate-data camvid/dusk",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="pipa-edge checkpoint (.pt)")
+    p.add_argument("--profile", default=None, help="device profile YAML (export/<device>.yaml); flags override it")
+    p.add_argument("--format", choices=("onnx", "engine", "openvino"), default=None)
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None)
+    p.add_argument("--imgsz", type=int, nargs=2, metavar=("H", "W"), default=None, help="input size (default 512 1024)")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--dynamic", action="store_true", default=None, help="dynamic batch/H/W axes")
+    p.add_argument("--input-format", choices=("float_nchw", "uint8_nhwc"), default=None,
+                   help="uint8_nhwc = preprocessing inside the graph (raw RGB frames in)")
+    p.add_argument("--output", choices=("logits", "probs", "labels"), default=None,
+                   help="labels = argmax in the graph, uint8 output")
+    p.add_argument("--output-resolution", choices=("model", "input"), default=None,
+                   help="model = output stride; input = upsampled in the graph")
+    p.add_argument("--no-simplify", dest="simplify", action="store_false", default=None)
+    p.add_argument("--frames", default=None, help="folder of real frames for the parity gate (default: synthetic)")
+    p.add_argument("--calib", default=None, help="INT8 calibration frames folder (target domain / collected set)")
+    p.add_argument("--calib-n", type=int, default=None, help="number of calibration frames")
+    p.add_argument("--gate-data", default=None, help="labelled folder (images/ + labels/) for the INT8 mIoU gate")
+    p.add_argument("--max-drop", type=float, default=None, help="allowed INT8 mIoU drop (0.03 = 3 points)")
+    p.add_argument("--out", default=None, help="output folder (default: next to the checkpoint)")
+    p.add_argument("--name", default=None, help="output file stem (default: checkpoint stem)")
+    p.add_argument("--bench-runs", type=int, default=None, help="timed runs per format for the table (0 = skip)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any ExportConfig key, e.g. --set tensorrt.workspace_gb=4")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args):
+    from pipa_edge.export.config import load_export_config
+
+    overrides = {"format": args.format, "precision": args.precision,
+                 "imgsz": tuple(args.imgsz) if args.imgsz else None, "batch": args.batch, "dynamic": args.dynamic,
+                 "input_format": args.input_format, "output": args.output,
+                 "output_resolution": args.output_resolution, "simplify": args.simplify, "out_dir": args.out,
+                 "name": args.name, "bench_runs": args.bench_runs, "parity.frames": args.frames,
+                 "int8.calib": args.calib, "int8.n": args.calib_n, "int8.gate_data": args.gate_data,
+                 "int8.max_miou_drop": args.max_drop}
+    return load_export_config(args.profile, overrides, tuple(args.sets))
+
+
+def run(args) -> int:
+    from pipa_edge.export.exporter import export
+
+    export(args.checkpoint, config_from_args(args))
+    return 0

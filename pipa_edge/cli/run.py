@@ -1,0 +1,91 @@
+"""``pipa-edge run [SOURCE] [OUTPUT] --model FILE`` — segment a camera/file/network stream.
+
+jetson-inference habits: ``pipa-edge run camera0 display://0``, ``pipa-edge run video.mp4 out.mp4``,
+``pipa-edge run rtp://@:5000 rtp://10.0.0.2:5001 --headless``. SOURCE defaults to ``test://``
+(the embedded synthetic scene); OUTPUT to ``display://0`` when a display exists, else ``none``.
+Python twin: :func:`pipa_edge.runtime.run_stream`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+BUILTIN_MODELS = ("builtin:palette",)  # model-free stand-in for pipeline checks (see runtime/toy.py)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("run", help="run segmentation on a video stream (camera, file, RTSP/RTP, test://)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", nargs="?", default="test://",
+                   help="camera0 | csi://0 | /dev/video0 | FILE/FOLDER/GLOB | rtsp://… | rtp://@:PORT | test://")
+    p.add_argument("output", nargs="?", default=None,
+                   help="display://0 | out.mp4 | out.mkv | rtp://HOST:PORT | FOLDER/ | none")
+    p.add_argument("--model", required=True, help="model file (.pt, .onnx, .engine, …) or builtin:palette")
+    p.add_argument("--backend", default=None, help="torch | onnxruntime | tensorrt | openvino (default: by suffix)")
+    p.add_argument("--input-size", default=None, metavar="HxW", help="model input size for checkpoints (e.g. 256x512)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for the backend")
+    p.add_argument("--loop", action="store_true", help="restart file sources at the end")
+    drop = p.add_mutually_exclusive_group()
+    drop.add_argument("--drop", dest="drop", action="store_true", default=None,
+                      help="always process the latest frame only (default for live sources)")
+    drop.add_argument("--no-drop", dest="drop", action="store_false", help="process every frame (default for files)")
+    p.add_argument("--viz", choices=("overlay", "mask", "side"), default="overlay")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity 0..1 (default 0.5)")
+    p.add_argument("--no-legend", dest="legend", action="store_false", help="hide the class legend")
+    p.add_argument("--no-smooth", dest="smooth", action="store_false", help="disable temporal smoothing")
+    p.add_argument("--smooth-alpha", type=float, default=0.5, help="EMA weight of the newest frame (1 = no EMA)")
+    p.add_argument("--hysteresis-delta", type=float, default=0.1,
+                   help="a new class must beat the current one by this probability margin (0 = off)")
+    p.add_argument("--hysteresis-frames", type=int, default=3, help="…or persist this many frames")
+    p.add_argument("--keyframe", type=int, default=1, help="run the model every N frames (default 1)")
+    p.add_argument("--stats-json", default=None, help="write the run summary here at exit")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    p.add_argument("--headless", action="store_true", help="never open a display window")
+    p.add_argument("--quiet-stats", dest="log_stats", action="store_false", help="no per-second stats line")
+    p.set_defaults(func=run)
+
+
+def _default_output(headless: bool) -> str:
+    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return "display://0" if has_display and not headless else "none"
+
+
+def _parse_hw(text: str | None):
+    if not text:
+        return None
+    from pipa_edge.errors import ConfigError
+
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--input-size '{text}': expected HxW, e.g. 256x512") from None
+    return (h, w)
+
+
+def run(args) -> int:
+    from pipa_edge.errors import ConfigError
+    from pipa_edge.runtime.pipeline import run_stream
+
+    output = args.output or _default_output(args.headless)
+    if args.headless and output.startswith("display://"):
+        output = "none"
+    backend_opts = {}
+    hw = _parse_hw(args.input_size)
+    if hw:
+        backend_opts["input_size"] = hw
+    if args.threads:
+        backend_opts["threads"] = args.threads
+    model = args.model
+    if model in BUILTIN_MODELS:
+        from pipa_edge.runtime.toy import PaletteBackend
+
+        model = PaletteBackend(input_size=hw or (128, 256))
+    elif model.startswith("builtin:"):
+        raise ConfigError(f"--model '{model}': unknown built-in (known: {', '.join(BUILTIN_MODELS)})")
+    run_stream(args.source, output, model, backend=args.backend, backend_opts=backend_opts, loop=args.loop,
+               drop=args.drop, viz=args.viz, alpha=args.alpha, legend=args.legend, smooth=args.smooth,
+               smooth_alpha=args.smooth_alpha, hysteresis_delta=args.hysteresis_delta,
+               hysteresis_frames=args.hysteresis_frames, keyframe=args.keyframe, stats_json=args.stats_json,
+               max_frames=args.max_frames, log_stats=args.log_stats, handle_signals=True)
+    return 0

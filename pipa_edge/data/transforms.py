@@ -1,0 +1,207 @@
+"""Training and evaluation transforms that keep image and label aligned.
+
+A transform is called as ``t(sample, rng)`` on a dataset item
+``{"image": uint8 (H, W, 3) RGB, "label": uint8 (H, W) (optional), "name": str}`` and returns
+``{"image": torch.uint8 (3, H, W), "label": torch.int64 (H, W) (if present), "name": str}``.
+Images stay uint8; normalisation happens on the device inside the model. Every random choice is
+drawn from ``rng`` (a :class:`numpy.random.Generator`), so a seed fixes the result.
+
+Training pipeline (mmseg/DAFormer order): optional resize to ``base_size`` → random scale in
+``scale_range`` (aspect kept) → random crop ``crop_size`` (with mmseg's ``cat_max_ratio`` re-crop)
+→ pad (image 0, label 255) → horizontal flip → photometric jitter (brightness, contrast,
+saturation, hue; applied in random order, torchvision ``ColorJitter`` semantics).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import cv2
+import numpy as np
+import torch
+from pydantic import Field, field_validator, model_validator
+
+from pipa_edge.config import StrictModel
+from pipa_edge.data.classes import IGNORE_INDEX
+from pipa_edge.data.datasets.base import LABEL_INTERP
+
+
+class TransformConfig(StrictModel):
+    crop_size: tuple[int, int] = (512, 512)  # (H, W)
+    scale_range: tuple[float, float] = (0.5, 2.0)  # relative to base_size (or the image size)
+    base_size: Optional[tuple[int, int]] = None  # (H, W) resize before random scaling
+    hflip: float = Field(0.5, ge=0.0, le=1.0)  # probability of a horizontal flip
+    brightness: float = Field(0.0, ge=0.0)  # factor drawn from [1-b, 1+b]
+    contrast: float = Field(0.0, ge=0.0)
+    saturation: float = Field(0.0, ge=0.0)
+    hue: float = Field(0.0, ge=0.0, le=0.5)  # shift drawn from [-h, h] (fraction of the hue circle)
+    jitter_prob: float = Field(1.0, ge=0.0, le=1.0)  # probability that jitter is applied at all
+    cat_max_ratio: float = Field(1.0, gt=0.0, le=1.0)  # <1: re-crop (10 tries) while one class dominates
+    ignore_index: int = IGNORE_INDEX
+
+    @field_validator("crop_size", "base_size")
+    @classmethod
+    def _positive(cls, v):
+        if v is not None and (v[0] <= 0 or v[1] <= 0):
+            raise ValueError("sizes must be positive (H, W)")
+        return v
+
+    @model_validator(mode="after")
+    def _scale_ok(self):
+        lo, hi = self.scale_range
+        if not 0 < lo <= hi:
+            raise ValueError("scale_range must be (low, high) with 0 < low <= high")
+        return self
+
+    @property
+    def jitter_enabled(self) -> bool:
+        return self.jitter_prob > 0 and any(v > 0 for v in (self.brightness, self.contrast, self.saturation, self.hue))
+
+
+def to_tensors(image: np.ndarray, label: np.ndarray | None, name: str) -> dict:
+    out = {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), "name": name}
+    if label is not None:
+        out["label"] = torch.from_numpy(label.astype(np.int64))
+    return out
+
+
+def _resize(image: np.ndarray, label: np.ndarray | None, h: int, w: int):
+    if image.shape[:2] != (h, w):
+        shrink = h * w < image.shape[0] * image.shape[1]
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        if label is not None:
+            label = cv2.resize(label, (w, h), interpolation=LABEL_INTERP)
+    return image, label
+
+
+def _crop_box(shape: tuple[int, int], crop: tuple[int, int], rng: np.random.Generator) -> tuple[int, int]:
+    h, w = shape
+    ch, cw = crop
+    y = int(rng.integers(0, max(h - ch, 0) + 1))
+    x = int(rng.integers(0, max(w - cw, 0) + 1))
+    return y, x
+
+
+def random_crop(image: np.ndarray, label: np.ndarray | None, crop: tuple[int, int], rng: np.random.Generator,
+                cat_max_ratio: float = 1.0, ignore_index: int = IGNORE_INDEX):
+    """Crop ``crop`` (H, W) at a random place; with ``cat_max_ratio < 1`` retry (up to 10 times,
+    as mmseg) while one class covers more than that fraction of the crop's labelled pixels."""
+    ch, cw = crop
+    y, x = _crop_box(image.shape[:2], crop, rng)
+    if cat_max_ratio < 1.0 and label is not None:
+        for _ in range(10):
+            sub = label[y:y + ch, x:x + cw]
+            cnt = np.bincount(sub.ravel(), minlength=256)
+            cnt[ignore_index] = 0
+            cnt = cnt[cnt > 0]
+            if len(cnt) > 1 and cnt.max() / cnt.sum() < cat_max_ratio:
+                break
+            y, x = _crop_box(image.shape[:2], crop, rng)
+    image = image[y:y + ch, x:x + cw]
+    if label is not None:
+        label = label[y:y + ch, x:x + cw]
+    return image, label
+
+
+def pad_to(image: np.ndarray, label: np.ndarray | None, size: tuple[int, int], ignore_index: int = IGNORE_INDEX):
+    """Pad bottom/right to at least ``size`` (H, W): image with 0, label with ``ignore_index``."""
+    h, w = image.shape[:2]
+    ph, pw = max(size[0] - h, 0), max(size[1] - w, 0)
+    if ph or pw:
+        image = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        if label is not None:
+            label = cv2.copyMakeBorder(label, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=int(ignore_index))
+    return image, label
+
+
+def _blend(img: np.ndarray, other, factor: float) -> np.ndarray:
+    return img * factor + other * (1.0 - factor)
+
+
+def _grey(img: np.ndarray) -> np.ndarray:
+    return (img[..., 0] * 0.299 + img[..., 1] * 0.587 + img[..., 2] * 0.114)[..., None]
+
+
+def _shift_hue(img_u8: np.ndarray, shift: float) -> np.ndarray:
+    hsv = cv2.cvtColor(img_u8, cv2.COLOR_RGB2HSV_FULL)  # hue in 0..255 for the full circle
+    hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + int(round(shift * 256))) % 256).astype(np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL)
+
+
+def color_jitter(image: np.ndarray, cfg: TransformConfig, rng: np.random.Generator) -> np.ndarray:
+    """Brightness/contrast/saturation/hue with factors drawn from ``rng``, in a random order."""
+    ops = []
+    if cfg.brightness > 0:
+        ops.append(("b", float(rng.uniform(max(0.0, 1 - cfg.brightness), 1 + cfg.brightness))))
+    if cfg.contrast > 0:
+        ops.append(("c", float(rng.uniform(max(0.0, 1 - cfg.contrast), 1 + cfg.contrast))))
+    if cfg.saturation > 0:
+        ops.append(("s", float(rng.uniform(max(0.0, 1 - cfg.saturation), 1 + cfg.saturation))))
+    if cfg.hue > 0:
+        ops.append(("h", float(rng.uniform(-cfg.hue, cfg.hue))))
+    order = rng.permutation(len(ops))
+    img = image.astype(np.float32)
+    for k in order:
+        op, f = ops[k]
+        if op == "b":
+            img = np.clip(img * f, 0, 255)
+        elif op == "c":
+            img = np.clip(_blend(img, float(_grey(img).mean()), f), 0, 255)
+        elif op == "s":
+            img = np.clip(_blend(img, _grey(img), f), 0, 255)
+        else:
+            img = _shift_hue(np.rint(img).astype(np.uint8), f).astype(np.float32)
+    return np.rint(img).astype(np.uint8)
+
+
+class TrainTransform:
+    """Random scale → crop (+cat_max_ratio) → pad → flip → jitter → tensors. See module docstring."""
+
+    def __init__(self, cfg: TransformConfig | None = None):
+        self.cfg = cfg or TransformConfig()
+
+    def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
+        cfg = self.cfg
+        image, label = sample["image"], sample.get("label")
+        if label is not None and label.shape[:2] != image.shape[:2]:
+            raise ValueError(f"{sample.get('name')}: image {image.shape[:2]} and label {label.shape[:2]} differ")
+        bh, bw = cfg.base_size if cfg.base_size is not None else image.shape[:2]
+        s = float(rng.uniform(*cfg.scale_range))
+        h, w = max(1, int(round(bh * s))), max(1, int(round(bw * s)))
+        image, label = _resize(image, label, h, w)
+        crop = (int(cfg.crop_size[0]), int(cfg.crop_size[1]))
+        image, label = random_crop(image, label, crop, rng, cfg.cat_max_ratio, cfg.ignore_index)
+        image, label = pad_to(image, label, crop, cfg.ignore_index)
+        if rng.random() < cfg.hflip:
+            image = image[:, ::-1]
+            if label is not None:
+                label = label[:, ::-1]
+        if cfg.jitter_enabled and rng.random() < cfg.jitter_prob:
+            image = color_jitter(image, cfg, rng)
+        return to_tensors(image, label, sample.get("name", ""))
+
+    def __repr__(self) -> str:
+        return f"TrainTransform({self.cfg!r})"
+
+
+class EvalTransform:
+    """Optional resize to ``(H, W)`` (image bilinear/area, label nearest), then tensors.
+
+    With ``resize_label=False`` the label keeps its full resolution (score at native size).
+    """
+
+    def __init__(self, resize: tuple[int, int] | None = None, resize_label: bool = True):
+        self.resize = tuple(int(v) for v in resize) if resize is not None else None
+        self.resize_label = resize_label
+
+    def __call__(self, sample: dict, rng: np.random.Generator | None = None) -> dict:
+        image, label = sample["image"], sample.get("label")
+        if self.resize is not None:
+            h, w = self.resize
+            image, lab = _resize(image, label if self.resize_label else None, h, w)
+            if self.resize_label:
+                label = lab
+        return to_tensors(image, label, sample.get("name", ""))
+
+    def __repr__(self) -> str:
+        return f"EvalTransform(resize={self.resize}, resize_label={self.resize_label})"

@@ -1,0 +1,104 @@
+"""Export settings: a device profile (``export/<device>.yaml``) overridden by CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator
+
+from pipa_edge.config import StrictModel, load_config
+
+Format = Literal["onnx", "engine", "openvino"]
+Precision = Literal["fp32", "fp16", "int8"]
+
+
+class ParityConfig(StrictModel):
+    frames: Optional[str] = None  # folder of real frames; None → synthetic generator
+    n: int = Field(8, ge=1)
+    min_agreement: Optional[float] = Field(None, gt=0, le=1)  # None → per precision (fp32 0.999)
+    max_abs: Optional[float] = Field(None, gt=0)  # optional max |Δ| gate on logits/probs
+    enabled: bool = True
+
+
+class Int8Config(StrictModel):
+    calib: Optional[str] = None  # target-domain frames (a folder, or the collected pseudo-label set)
+    n: int = Field(32, ge=1)  # calibration frames
+    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    per_channel: bool = True
+    gate_data: Optional[str] = None  # labelled folder (images/ + labels/) for the mIoU gate; None → synthetic
+    gate_n: int = Field(16, ge=1)
+    max_miou_drop: float = Field(0.03, ge=0, le=1)  # absolute mIoU drop allowed (0.03 = 3 points)
+    cache_dir: Optional[str] = None  # default: <out>/.calib
+
+
+class TensorRTConfig(StrictModel):
+    workspace_gb: float = Field(2.0, gt=0)
+    timing_cache: Optional[str] = None  # default: ~/.cache/pipa-edge/trt-timing.cache
+    fp32_ops: list[str] = ["LayerNormalization", "Softmax", "ReduceMean", "Pow", "Sqrt"]  # kept FP32 in FP16 builds
+    int8_mode: Literal["qdq", "calibrator"] = "qdq"  # TensorRT 8.6/10; TensorRT 11 always uses the QDQ graph
+    dla_core: Optional[int] = None
+    opt_batch: int = Field(1, ge=1)
+    max_batch: int = Field(1, ge=1)
+    builder_optimization_level: int = Field(3, ge=0, le=5)
+
+
+class DeepStreamConfig(StrictModel):
+    enabled: bool = True
+    network_mode: Optional[int] = None  # None → from precision (0 fp32, 1 int8, 2 fp16)
+
+
+class ExportConfig(StrictModel):
+    device: str = "generic"  # profile name, for reports
+    description: str = ""
+    format: Format = "onnx"
+    precision: Precision = "fp32"
+    imgsz: tuple[int, int] = (512, 1024)  # (H, W)
+    batch: int = Field(1, ge=1)
+    dynamic: bool = False  # dynamic batch/H/W
+    input_format: Literal["float_nchw", "uint8_nhwc"] = "float_nchw"
+    output: Literal["logits", "probs", "labels"] = "logits"
+    output_resolution: Literal["model", "input"] = "input"
+    opset: int = Field(17, ge=13, le=21)
+    simplify: bool = True
+    out_dir: Optional[str] = None  # default: next to the checkpoint
+    name: Optional[str] = None  # file stem; default: checkpoint stem
+    parity: ParityConfig = ParityConfig()
+    int8: Int8Config = Int8Config()
+    tensorrt: TensorRTConfig = TensorRTConfig()
+    deepstream: DeepStreamConfig = DeepStreamConfig()
+    bench_runs: int = Field(10, ge=0)  # ms/frame measurement for the results table (0 = skip)
+
+    @field_validator("imgsz", mode="before")
+    @classmethod
+    def _imgsz(cls, v):
+        if isinstance(v, int):
+            return (v, v)
+        return v
+
+    @field_validator("imgsz")
+    @classmethod
+    def _imgsz_mult(cls, v):
+        if any(s < 32 or s % 32 for s in v):
+            raise ValueError(f"imgsz {list(v)} must be positive multiples of 32 (H W)")
+        return v
+
+
+def load_export_config(profile: str | Path | None = None, overrides: dict | None = None,
+                       sets: tuple[str, ...] = ()) -> ExportConfig:
+    """Profile YAML (optional) → ``--set`` strings → explicit overrides (CLI flags win)."""
+    cfg = load_config(ExportConfig, profile, sets)
+    if overrides:
+        data = cfg.model_dump()
+        for key, val in overrides.items():
+            if val is None:
+                continue
+            node = data
+            parts = key.split(".")
+            for p in parts[:-1]:
+                node = node[p]
+            node[parts[-1]] = val
+        from pipa_edge.config import validate
+
+        cfg = validate(ExportConfig, data, where=f"{profile or 'export config'} (with CLI flags)")
+    return cfg

@@ -1,0 +1,274 @@
+"""``pipa-edge export``'s Python API: checkpoint → ONNX → gates → [INT8/FP16] → [engine/OpenVINO].
+
+One function per format (:mod:`.onnx`, :mod:`.quantize`, :mod:`.tensorrt`, :mod:`.openvino`); this
+module runs them in order, gates each artefact against PyTorch, writes the DeepStream config and
+a JSON report, and prints an Ultralytics-style results table and the next command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipa_edge import log
+from pipa_edge.export.config import ExportConfig
+from pipa_edge.export.parity import ParityReport, compare, gate
+from pipa_edge.runtime.backends.sidecar import write_json_atomic
+
+STAGE = "export"
+
+
+@dataclass
+class ExportRow:
+    format: str
+    file: str | None
+    size_mb: float | None
+    parity: str
+    ms: float | None
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    rows: list[ExportRow] = field(default_factory=list)
+    parity: dict[str, ParityReport] = field(default_factory=dict)
+    accuracy: dict | None = None
+    export_s: float = 0.0
+    report: Path | None = None
+
+    @property
+    def deployed(self) -> Path:
+        """The file the runtime should load (engine > openvino > int8/fp16 ONNX > ONNX)."""
+        for k in ("engine", "openvino", "onnx_int8", "onnx_fp16", "onnx"):
+            if k in self.files:
+                return self.files[k]
+        raise KeyError("nothing exported")
+
+
+def time_backend(backend, size: tuple[int, int], runs: int, warmup: int = 2) -> float | None:
+    if runs <= 0:
+        return None
+    x = np.random.default_rng(0).integers(0, 256, (1, *size, 3), dtype=np.uint8)
+    for _ in range(warmup):
+        backend.infer(x)
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        backend.infer(x)
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts) * 1e3)
+
+
+def _size_mb(p: Path) -> float:
+    total = p.stat().st_size
+    if p.suffix == ".xml" and p.with_suffix(".bin").is_file():
+        total += p.with_suffix(".bin").stat().st_size
+    return total / 2 ** 20
+
+
+def preflight(cfg: ExportConfig) -> None:
+    """Fail in one line before any work when the target toolkit/device is missing."""
+    if cfg.format == "engine":
+        from pipa_edge.runtime.backends.cuda_util import gpu_info
+        from pipa_edge.runtime.backends.trt_common import import_trt
+
+        import_trt()
+        gpu_info()
+    elif cfg.format == "openvino":
+        from pipa_edge.export.openvino import require_openvino
+
+        require_openvino()
+
+
+def export(ckpt: str | Path, cfg: ExportConfig | None = None) -> ExportResult:
+    from pipa_edge.export.frames import load_frames
+    from pipa_edge.export.onnx import build_meta, export_onnx, save_onnx
+    from pipa_edge.export.simplify import simplify
+    from pipa_edge.models.io import load_segmenter
+    from pipa_edge.runtime.backends.ort_backend import OrtBackend
+    from pipa_edge.runtime.backends.torch_backend import TorchBackend
+
+    cfg = cfg or ExportConfig()
+    t_start = time.perf_counter()
+    ckpt = Path(ckpt)
+    preflight(cfg)
+    seg = load_segmenter(ckpt)
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else ckpt.parent
+    stem = cfg.name or ckpt.stem
+    size = tuple(cfg.imgsz)
+    res = ExportResult(out_dir)
+    opts = dict(input_format=cfg.input_format, output=cfg.output, output_resolution=cfg.output_resolution)
+    log.stage(STAGE, f"{ckpt.name}: {seg.arch}, {seg.num_classes} classes ({seg.classes.name}) → {cfg.format} "
+                     f"{cfg.precision} {size[0]}x{size[1]}, input {cfg.input_format}, output {cfg.output} "
+                     f"@ {cfg.output_resolution} resolution{', dynamic batch/H/W' if cfg.dynamic else ''}")
+    torch_ref = TorchBackend(segmenter=seg, input_size=size, output=cfg.output,
+                             output_resolution=cfg.output_resolution)
+    res.rows.append(ExportRow("PyTorch", ckpt.name, _size_mb(ckpt), "reference",
+                              time_backend(torch_ref, size, cfg.bench_runs)))
+
+    # 1. ONNX FP32 (opset 17, TorchScript exporter) → onnxsim → parity gate
+    onnx_path = out_dir / f"{stem}.onnx"
+    t = time.perf_counter()
+    proto = export_onnx(seg, onnx_path, size, dynamic=cfg.dynamic, batch=cfg.batch, opset=cfg.opset, **opts)
+    if cfg.simplify:
+        shape = [cfg.batch, *size, 3] if cfg.input_format == "uint8_nhwc" else [cfg.batch, 3, *size]
+        proto = simplify(proto, where=str(onnx_path), test_shape=shape if cfg.dynamic else None)
+    meta = build_meta(seg, size, cfg.input_format, cfg.output, cfg.output_resolution, dynamic=cfg.dynamic,
+                      source_checkpoint=ckpt.name)
+    meta = save_onnx(proto, onnx_path, meta)
+    res.files["onnx"] = onnx_path
+    log.ok(STAGE, f"ONNX opset {meta.extra['opset']}{' (onnxsim)' if cfg.simplify else ''} → {onnx_path} "
+                  f"({_size_mb(onnx_path):.1f} MB, {time.perf_counter() - t:.1f}s)")
+    frames = None
+    if cfg.parity.enabled:
+        frames = load_frames(cfg.parity.frames, cfg.parity.n, size, classes=seg.classes)
+    fp32 = OrtBackend(onnx_path)
+    res.rows.append(_check(res, "ONNX", onnx_path, fp32, torch_ref, frames, "fp32", cfg))
+
+    # 2. precision variants of the ONNX graph
+    if cfg.precision == "int8":
+        _int8(res, cfg, seg, meta, fp32, torch_ref, frames, out_dir, stem, size)
+    elif cfg.precision == "fp16":
+        from pipa_edge.export.fp16 import to_fp16
+
+        p16 = out_dir / f"{stem}.fp16.onnx"
+        m16 = dataclasses.replace(meta, precision="fp16", extra=dict(meta.extra))
+        save_onnx(to_fp16(proto, cfg.tensorrt.fp32_ops), p16, m16)
+        res.files["onnx_fp16"] = p16
+        res.rows.append(_check(res, "ONNX FP16", p16, OrtBackend(p16), torch_ref, frames, "fp16", cfg))
+
+    # 3. target format
+    if cfg.format == "engine":
+        _engine(res, cfg, meta, torch_ref, frames, out_dir, stem)
+    elif cfg.format == "openvino":
+        from pipa_edge.export.openvino import export_openvino
+        from pipa_edge.runtime.backends.ov_backend import OpenVINOBackend
+
+        src = res.files.get("onnx_int8", onnx_path)
+        xml = export_openvino(src, out_dir / f"{stem}{'.int8' if 'onnx_int8' in res.files else ''}.openvino")
+        res.files["openvino"] = xml
+        res.rows.append(_check(res, "OpenVINO", xml, OpenVINOBackend(xml), torch_ref, frames,
+                               "int8" if "onnx_int8" in res.files else "fp32", cfg))
+
+    # 4. DeepStream nvinfer config next to the deployable ONNX
+    if cfg.deepstream.enabled:
+        _deepstream(res, cfg)
+    res.export_s = time.perf_counter() - t_start
+    res.report = _write_report(res, cfg, ckpt, out_dir, stem)
+    print_table(res)
+    log.next_command(f"pipa-edge run test:// --model {res.deployed}")
+    return res
+
+
+def _check(res: ExportResult, label: str, path: Path, backend, torch_ref, frames, precision: str,
+           cfg: ExportConfig, gated: bool = True) -> ExportRow:
+    par = "skipped"
+    if frames is not None:
+        rep = compare(torch_ref, backend, frames.frames, frames.source, precision=precision,
+                      min_agreement=cfg.parity.min_agreement if precision == "fp32" else None,
+                      max_abs=cfg.parity.max_abs if precision == "fp32" else None)
+        res.parity[label] = rep
+        (log.ok if rep.passed else log.warn)(STAGE, f"parity {label}: {rep.line()}")
+        if gated:
+            gate(rep, str(path))
+        par = f"{100 * rep.agreement:.2f}%" + ("" if rep.max_abs is None else f" Δ{rep.max_abs:.1e}")
+    return ExportRow(label, path.name, _size_mb(path), par, time_backend(backend, tuple(cfg.imgsz), cfg.bench_runs))
+
+
+def _int8(res, cfg, seg, meta, fp32, torch_ref, frames, out_dir, stem, size) -> None:
+    import onnx
+
+    from pipa_edge.export.frames import load_frames
+    from pipa_edge.export.onnx import save_onnx
+    from pipa_edge.export.quantize import AccuracyGateError, accuracy_gate, quantize_qdq
+    from pipa_edge.runtime.backends.ort_backend import OrtBackend
+
+    calib = load_frames(cfg.int8.calib, cfg.int8.n, size, classes=seg.classes, seed=1)
+    p8 = out_dir / f"{stem}.int8.onnx"
+    q, hit = quantize_qdq(res.files["onnx"], p8, meta, calib.frames, calib.sha12, method=cfg.int8.method,
+                          per_channel=cfg.int8.per_channel,
+                          cache_dir=cfg.int8.cache_dir or out_dir / ".calib")
+    m8 = dataclasses.replace(meta, precision="int8", extra=dict(meta.extra))
+    m8.extra.update(calibration={"source": calib.source, "frames": len(calib.frames), "data_sha12": calib.sha12,
+                                 "method": cfg.int8.method, "per_channel": cfg.int8.per_channel})
+    save_onnx(onnx.load(str(q)), p8, m8)
+    res.files["onnx_int8"] = p8
+    log.ok(STAGE, f"INT8 QDQ ({'cached calibration' if hit else 'calibrated'} on {calib.source}) → {p8}")
+    int8 = OrtBackend(p8)
+    res.rows.append(_check(res, "ONNX INT8", p8, int8, torch_ref, frames, "int8", cfg, gated=False))
+    lab = load_frames(cfg.int8.gate_data, cfg.int8.gate_n, size, classes=seg.classes, labels=True, seed=2)
+    acc = accuracy_gate(fp32, int8, lab.frames, lab.labels, lab.source, cfg.int8.max_miou_drop)
+    res.accuracy = acc.to_dict()
+    (log.ok if acc.passed else log.warn)(STAGE, f"INT8 accuracy gate: {acc.line()}")
+    if not acc.passed:
+        raise AccuracyGateError(f"{p8}: INT8 accuracy gate failed: {acc.line()}")
+
+
+def _engine(res, cfg, meta, torch_ref, frames, out_dir, stem) -> None:
+    from pipa_edge.export.tensorrt import build_engine
+    from pipa_edge.runtime.backends.trt_backend import TensorRTBackend
+    from pipa_edge.runtime.backends.trt_common import import_trt, strongly_typed
+
+    trt, flavour = import_trt()
+    strongly = strongly_typed(trt.__version__, flavour)
+    prec = cfg.precision
+    src = {"int8": res.files.get("onnx_int8"), "fp16": res.files.get("onnx_fp16") if strongly else None}.get(prec)
+    if prec == "int8" and not strongly and cfg.tensorrt.int8_mode == "calibrator":
+        src = None
+    src = src or res.files["onnx"]
+    calib = None
+    if prec == "int8" and src == res.files["onnx"]:
+        from pipa_edge.export.frames import load_frames
+
+        calib = load_frames(cfg.int8.calib, cfg.int8.n, tuple(cfg.imgsz), classes=meta.classes, seed=1).frames
+    engine, emeta, hit = build_engine(src, meta, cfg.tensorrt, prec, out_dir, stem, flavour=flavour,
+                                      calib_frames=calib)
+    res.files["engine"] = engine
+    how = "reused (cached)" if hit else f"built in {emeta.extra.get('build_time_s')}s"
+    log.ok(STAGE, f"TensorRT {trt.__version__} {'(strongly typed) ' if strongly else ''}{prec} engine {how} → {engine}")
+    res.rows.append(_check(res, f"TensorRT {prec.upper()}", engine, TensorRTBackend(engine), torch_ref, frames,
+                           prec, cfg, gated=prec != "int8"))
+
+
+def _deepstream(res: ExportResult, cfg: ExportConfig) -> None:
+    from pipa_edge.export.deepstream import deepstream_compatible, write_deepstream
+    from pipa_edge.runtime.backends.sidecar import read_sidecar
+
+    onnx_file = res.files.get("onnx_int8") or res.files.get("onnx_fp16") or res.files["onnx"]
+    meta = read_sidecar(onnx_file)
+    why = deepstream_compatible(meta)
+    if why:
+        log.warn(STAGE, f"no DeepStream config: {why}")
+        return
+    cfg_file, labels = write_deepstream(meta, onnx_file, res.files.get("engine"), cfg.deepstream.network_mode,
+                                        cfg.batch)
+    res.files["deepstream"] = cfg_file
+    log.ok(STAGE, f"DeepStream nvinfer config → {cfg_file}")
+
+
+def _write_report(res: ExportResult, cfg: ExportConfig, ckpt: Path, out_dir: Path, stem: str) -> Path:
+    data = {"checkpoint": str(ckpt), "config": cfg.model_dump(mode="json"),
+            "files": {k: str(v) for k, v in res.files.items()},
+            "rows": [dataclasses.asdict(r) for r in res.rows],
+            "parity": {k: v.to_dict() for k, v in res.parity.items()}, "accuracy": res.accuracy,
+            "export_s": round(res.export_s, 2)}
+    return write_json_atomic(out_dir / f"{stem}.export.json", data)
+
+
+def print_table(res: ExportResult) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"export results ({res.export_s:.1f}s; ms/frame = median batch-1 latency on this machine)",
+              title_justify="left")
+    for col in ("Format", "File", "Size MB", "Parity vs torch", "ms/frame"):
+        t.add_column(col, justify="right" if col in ("Size MB", "ms/frame") else "left", overflow="fold")
+    for r in res.rows:
+        t.add_row(r.format, r.file or "-", "-" if r.size_mb is None else f"{r.size_mb:.1f}", r.parity,
+                  "-" if r.ms is None else f"{r.ms:.1f}")
+    if not log._quiet:
+        log.console.print(t)

@@ -1,0 +1,88 @@
+"""Segmenter → ONNX (opset 17, TorchScript exporter ``dynamo=False``), metadata embedded + sidecar."""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from pathlib import Path
+
+from pipa_edge.runtime.backends.base import ModelMeta
+from pipa_edge.runtime.backends.sidecar import ONNX_META_KEY, file_sha256, write_sidecar
+
+OPSET = 17
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+
+
+def build_meta(segmenter, input_size, input_format: str, output: str, output_resolution: str,
+               precision: str = "fp32", **extra) -> ModelMeta:
+    return ModelMeta(classes=segmenter.classes, input_size=tuple(int(v) for v in input_size),
+                     mean=tuple(segmenter.mean), std=tuple(segmenter.std), input_format=input_format, output=output,
+                     output_resolution=output_resolution, precision=precision,
+                     extra={"arch": segmenter.arch, "output_stride": segmenter.output_stride, **extra})
+
+
+def export_onnx(segmenter, path: str | Path, input_size: tuple[int, int], *, input_format: str = "float_nchw",
+                output: str = "logits", output_resolution: str = "input", dynamic: bool = False,
+                batch: int = 1, opset: int = OPSET):
+    """Trace the plain segmenter wrapped in :class:`DeployModel` and return the ``onnx.ModelProto``.
+
+    ``dynamic`` makes batch, H and W symbolic (output size then follows the input's shape);
+    otherwise every shape is static and the Resize gets constant ``sizes``.
+    """
+    import onnx
+    import torch
+
+    from pipa_edge.export.graph import DeployModel
+
+    h, w = (int(v) for v in input_size)
+    model = DeployModel(segmenter, input_format=input_format, output=output, output_resolution=output_resolution,
+                        static_size=None if dynamic else (h, w)).eval()
+    if input_format == "uint8_nhwc":
+        dummy = torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8)
+        dyn_in = {0: "batch", 1: "height", 2: "width"}
+    else:
+        dummy = torch.randn(batch, 3, h, w)
+        dyn_in = {0: "batch", 2: "height", 3: "width"}
+    dyn_out = {0: "batch", 1: "out_height", 2: "out_width"} if output == "labels" else \
+        {0: "batch", 2: "out_height", 3: "out_width"}
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (dummy,), buf, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+                          output_names=[OUTPUT_NAME], do_constant_folding=True,
+                          dynamic_axes={INPUT_NAME: dyn_in, OUTPUT_NAME: dyn_out} if dynamic else None)
+    proto = onnx.load_from_string(buf.getvalue())
+    proto.producer_name = "pipa-edge"
+    return proto
+
+
+def embed_meta(proto, meta: ModelMeta) -> None:
+    d = meta.to_dict()
+    d["extra"] = {k: v for k, v in d["extra"].items() if k not in ("file_sha256", "onnx_sha256")}
+    for prop in list(proto.metadata_props):
+        if prop.key == ONNX_META_KEY:
+            proto.metadata_props.remove(prop)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = ONNX_META_KEY, json.dumps(d)
+
+
+def save_onnx(proto, path: str | Path, meta: ModelMeta) -> ModelMeta:
+    """Embed ``meta``, write the file, then the sidecar with the file's sha256. Returns the final meta."""
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    embed_meta(proto, meta)
+    tmp = path.with_name(f".{path.name}.tmp")
+    onnx.save(proto, str(tmp))
+    tmp.replace(path)
+    sha = file_sha256(path)
+    meta.extra.update(file_sha256=sha, onnx_sha256=sha, opset=opset_of(proto))
+    write_sidecar(path, meta)
+    return meta
+
+
+def opset_of(proto) -> int:
+    return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)

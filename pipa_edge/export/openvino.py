@@ -1,0 +1,32 @@
+"""ONNX → OpenVINO IR (``.xml`` + ``.bin``) with the same sidecar (optional ``[openvino]`` extra)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from pipa_edge.errors import BackendUnavailable
+from pipa_edge.runtime.backends.sidecar import file_sha256, read_sidecar, write_sidecar
+
+
+def require_openvino():
+    try:
+        import openvino as ov
+    except ImportError:
+        raise BackendUnavailable("OpenVINO is not installed: pip install 'pipa-edge[openvino]'") from None
+    return ov
+
+
+def export_openvino(onnx_path: str | Path, out_base: str | Path) -> Path:
+    """Convert ``onnx_path`` to ``<out_base>.xml`` (FP32 weights; INT8 QDQ graphs stay INT8)."""
+    ov = require_openvino()
+    onnx_path, xml = Path(onnx_path), Path(f"{out_base}.xml")
+    model = ov.convert_model(str(onnx_path))
+    ov.save_model(model, str(xml), compress_to_fp16=False)
+    meta = read_sidecar(onnx_path)
+    meta = dataclasses.replace(meta, extra=dict(meta.extra))
+    meta.extra.pop("file_sha256", None)
+    meta.extra.update(onnx_sha256=file_sha256(onnx_path), openvino_version=ov.get_version(),
+                      xml_sha256=file_sha256(xml), bin_sha256=file_sha256(xml.with_suffix(".bin")))
+    write_sidecar(xml, meta)
+    return xml

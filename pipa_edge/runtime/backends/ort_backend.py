@@ -1,0 +1,121 @@
+"""ONNX Runtime backend: CPU by default; CUDA / TensorRT execution providers when installed.
+
+Metadata comes from the sidecar ``<model>.onnx.json`` (or, failing that, the copy embedded in
+the ONNX ``metadata_props``). The sidecar's ``file_sha256`` is checked against the file, and the
+graph's input/output signature against the metadata, so a mismatched pair fails at load with one
+line instead of producing garbage at run time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pipa_edge.errors import BackendUnavailable, ModelFileError
+from pipa_edge.runtime.backends.base import Backend, ModelMeta
+from pipa_edge.runtime.backends.sidecar import ONNX_META_KEY, file_sha256, meta_from_json, read_sidecar
+
+_EP = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
+       "openvino": "OpenVINOExecutionProvider"}
+
+
+def resolve_providers(providers, available: list[str]) -> list[str]:
+    """``None``/"auto" → CUDA (if present) then CPU; names may be short (``cuda``) or full EP names."""
+    if providers in (None, "auto"):
+        return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    if isinstance(providers, str):
+        providers = [p.strip() for p in providers.split(",") if p.strip()]
+    out = []
+    for p in providers:
+        full = _EP.get(p.lower(), p)
+        if full not in available:
+            raise BackendUnavailable(f"onnxruntime: execution provider '{p}' is not available here "
+                                     f"(available: {', '.join(available)})")
+        out.append(full)
+    if "CPUExecutionProvider" not in out:
+        out.append("CPUExecutionProvider")
+    return out
+
+
+def check_signature(meta: ModelMeta, inp, out, where: str) -> None:
+    """Graph input/output vs metadata: dtype, layout, static sizes."""
+    shape = list(inp.shape)
+    if meta.input_format == "uint8_nhwc":
+        ok = inp.type == "tensor(uint8)" and len(shape) == 4 and shape[3] == 3
+        hw = shape[1:3]
+    else:
+        ok = inp.type == "tensor(float)" and len(shape) == 4 and shape[1] == 3
+        hw = shape[2:4]
+    if not ok:
+        raise ModelFileError(f"{where}: graph input {inp.name} {inp.type}{shape} does not match the metadata "
+                             f"input_format '{meta.input_format}'")
+    for got, want in zip(hw, meta.input_size):
+        if isinstance(got, int) and got != want:
+            raise ModelFileError(f"{where}: graph input size {hw} differs from the metadata input_size "
+                                 f"{list(meta.input_size)}")
+    want_out = "tensor(uint8)" if meta.output == "labels" else "tensor(float)"
+    if out.type != want_out:
+        raise ModelFileError(f"{where}: graph output {out.name} is {out.type} but the metadata says "
+                             f"output '{meta.output}' ({want_out})")
+
+
+class OrtBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, *, providers=None, threads: int | None = None, verify: bool = True,
+                 meta: ModelMeta | None = None, **_ignored):
+        import onnxruntime as ort
+
+        p = Path(path)
+        if not p.is_file():
+            raise ModelFileError(f"{p}: model file not found")
+        if meta is None:
+            meta = read_sidecar(p, required=False)
+            if meta is not None and verify:
+                want = meta.extra.get("file_sha256")
+                if want and want != file_sha256(p):
+                    raise ModelFileError(f"{p}: file does not match its sidecar (sha256 differs: the model was "
+                                         "replaced or truncated after export)")
+        so = ort.SessionOptions()
+        threads = threads if threads is not None else int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+        if threads:
+            so.intra_op_num_threads = int(threads)
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        provs = resolve_providers(providers, ort.get_available_providers())
+        try:
+            self.session = ort.InferenceSession(str(p), sess_options=so, providers=provs)
+        except Exception as e:  # noqa: BLE001 - InvalidProtobuf, Fail, NoSuchFile ...
+            first = (str(e).strip().splitlines() or [""])[0][:160]
+            raise ModelFileError(f"{p}: not a loadable ONNX model ({type(e).__name__}: {first})") from None
+        if meta is None:
+            embedded = self.session.get_modelmeta().custom_metadata_map.get(ONNX_META_KEY)
+            if embedded is None:
+                raise ModelFileError(f"{p}: no metadata (no sidecar {p.name}.json and none embedded); "
+                                     "export it with `pipa-edge export`")
+            meta = meta_from_json(embedded, f"{p} (embedded metadata)")
+        self.inp = self.session.get_inputs()[0]
+        self.out = self.session.get_outputs()[0]
+        check_signature(meta, self.inp, self.out, str(p))
+        self.meta = meta
+        self.path = p
+        self.providers = self.session.get_providers()
+        self.device = "cuda" if self.providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
+        self._in_name, self._out_names = self.inp.name, [self.out.name]
+        b = self.inp.shape[0]
+        self.static_batch = b if isinstance(b, int) else None
+
+    def infer(self, frames: np.ndarray) -> np.ndarray:
+        x = self.preprocess(frames)
+        sb = self.static_batch
+        if sb is None or x.shape[0] == sb:
+            return self.session.run(self._out_names, {self._in_name: x})[0]
+        if x.shape[0] % sb:
+            raise ValueError(f"{self.path.name}: batch {x.shape[0]} is not a multiple of the graph's static batch {sb}")
+        return np.concatenate([self.session.run(self._out_names, {self._in_name: x[i:i + sb]})[0]
+                               for i in range(0, x.shape[0], sb)])
+
+    def close(self) -> None:
+        self.session = None

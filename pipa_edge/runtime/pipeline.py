@@ -1,0 +1,307 @@
+"""``run_stream``: capture → inference → output, three threads overlapping.
+
+* capture thread: ``source.read()`` → a latest-only channel (live sources) or a blocking one
+  (files: no frame lost); reopens live sources with back-off after an error, an EOS or a stall.
+* inference thread: resize to the model input → ``backend.infer`` → temporal filter (labels at
+  model resolution); the model runs every ``keyframe`` frames, other frames reuse the last labels.
+* output thread: overlay/mask/side render + legend → sink (appsrc → encode → file/RTP/display).
+
+The calling thread prints a stats line every ``stats_interval`` seconds and returns a
+:class:`RunSummary`. SIGINT/SIGTERM (when ``handle_signals``) stop capture, drain the queues and
+close the sink (EOS: the mp4 is finalised and playable).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import numpy as np
+from pydantic import Field
+
+from pipa_edge import log
+from pipa_edge.config import StrictModel, validate
+from pipa_edge.errors import PipaError, SourceError
+from pipa_edge.runtime.channel import Channel, Closed
+from pipa_edge.runtime.sinks import open_sink
+from pipa_edge.runtime.sources import Frame, Source, SourceEnded, SourceLost, open_source
+from pipa_edge.runtime.stats import RunSummary, StatsTracker
+from pipa_edge.runtime.temporal import TemporalFilter, flip_rate
+from pipa_edge.runtime.uri import parse_output, parse_source
+from pipa_edge.runtime.viz import Visualizer
+
+
+class RunOptions(StrictModel):
+    """Options of ``pipa-edge run`` / :func:`run_stream` (validated; unknown keys are errors)."""
+
+    backend: Optional[str] = None
+    backend_opts: dict = Field(default_factory=dict)
+    loop: bool = False
+    drop: Optional[bool] = None  # None: live sources drop to the latest frame, files do not
+    viz: Literal["overlay", "mask", "side"] = "overlay"
+    alpha: float = Field(0.5, ge=0.0, le=1.0)  # overlay opacity
+    legend: bool = True
+    smooth: bool = True
+    smooth_alpha: float = Field(0.5, gt=0.0, le=1.0)  # EMA weight of the newest frame
+    hysteresis_delta: float = Field(0.1, ge=0.0, le=1.0)
+    hysteresis_frames: int = Field(3, ge=1)
+    keyframe: int = Field(1, ge=1)  # run the model every N frames
+    max_frames: Optional[int] = Field(None, ge=1)
+    stats_json: Optional[str] = None
+    stats_interval: float = Field(1.0, gt=0.0)
+    log_stats: bool = True
+    reconnect: bool = True
+    stall_timeout: float = Field(1.0, gt=0.0)  # live source silent this long → reopen
+    max_backoff: float = Field(1.0, gt=0.0)  # cap of the reopen back-off (resume ≤ 2 s)
+    handle_signals: bool = False
+
+
+@dataclass
+class _Result:
+    frame: Frame
+    labels: np.ndarray
+    age_s: float
+    flip: float | None
+
+
+def _load(model, backend, opts):
+    from pipa_edge.runtime.backends.base import Backend
+
+    if isinstance(model, Backend):
+        return model, False
+    try:
+        from pipa_edge.runtime.backends import load_backend
+    except ImportError as e:  # pragma: no cover - while the backends package is incomplete
+        raise PipaError(f"{model}: backends are not available ({e})") from None
+    return load_backend(model, backend=backend, **opts), True
+
+
+def _csi_available() -> bool:
+    try:
+        from pipa_edge.runtime.gst import has_element
+
+        return has_element("nvarguscamerasrc")
+    except PipaError:
+        return False
+
+
+class _Runner:
+    def __init__(self, src: Source, sink, backend, opts: RunOptions, stats: StatsTracker, stop: threading.Event):
+        self.src, self.sink, self.backend, self.o, self.stats, self.stop = src, sink, backend, opts, stats, stop
+        live = src.spec.live
+        self.frames_in = Channel(1 if src.drop else 2, drop=src.drop)
+        self.results = Channel(2, drop=False)
+        self.errors: list[BaseException] = []
+        self.reason = "stopped"
+        self.reconnects = 0
+        self.live = live
+        meta = backend.meta
+        self.kind = meta.output
+        self.filter = TemporalFilter(opts.smooth_alpha, opts.hysteresis_delta, opts.hysteresis_frames,
+                                     enabled=opts.smooth)
+        self.viz = Visualizer(meta.classes, opts.viz, opts.alpha, opts.legend)
+
+    # ---- capture ----
+    def capture(self) -> None:
+        o, src = self.o, self.src
+        idx, opened, connected, segment = 0, False, False, 0
+        backoff, last = 0.1, time.monotonic()
+        try:
+            while not self.stop.is_set():
+                if not opened:
+                    try:
+                        src.open()
+                        opened, last = True, time.monotonic()
+                    except SourceLost as e:
+                        if idx == 0 and not self.live:
+                            raise SourceError(str(e)) from None
+                        log.warn("run", f"{e}; retrying in {backoff:.1f} s")
+                        self.stop.wait(backoff)
+                        backoff = min(backoff * 2, o.max_backoff)
+                        continue
+                try:
+                    f = src.read(0.2)
+                except SourceEnded:
+                    if self.live and o.reconnect or o.loop:
+                        src.close()
+                        opened = False
+                        if self.live:
+                            self._lost(f"{src.spec.uri}: end of stream; reopening")
+                            connected = False
+                        segment += 1
+                        continue
+                    self.reason = "end of stream"
+                    break
+                except SourceLost as e:
+                    if not (self.live and o.reconnect):
+                        raise SourceError(str(e)) from None
+                    src.close()
+                    opened, connected = False, False
+                    self._lost(f"{e}; reopening in {backoff:.1f} s")
+                    self.stop.wait(backoff)
+                    backoff = min(backoff * 2, o.max_backoff)
+                    continue
+                now = time.monotonic()
+                if f is None:
+                    if self.live and o.reconnect and connected and now - last > o.stall_timeout:
+                        src.close()
+                        opened, connected = False, False
+                        self._lost(f"{src.spec.uri}: no frame for {now - last:.1f} s; reopening")
+                    continue
+                if not connected and idx > 0:
+                    log.ok("run", f"{src.spec.uri}: receiving frames again")
+                connected, last, backoff = True, now, 0.1
+                f.index, f.pts_ns = idx, segment  # pts slot reused as the segment id (reset filter)
+                idx += 1
+                if not self.frames_in.put(f):
+                    break
+                if o.max_frames and idx >= o.max_frames:
+                    self.reason = "max frames"
+                    break
+        finally:
+            src.close()
+            self.frames_in.close()
+
+    def _lost(self, msg: str) -> None:
+        self.reconnects += 1
+        log.warn("run", msg)
+
+    # ---- inference ----
+    def infer(self) -> None:
+        import cv2
+
+        b, o = self.backend, self.o
+        mh, mw = b.meta.input_size
+        labels, prev, segment = None, None, None
+        try:
+            while True:
+                try:
+                    f = self.frames_in.get(0.2)
+                except Closed:
+                    break
+                if f is None:
+                    continue
+                t0 = time.monotonic()
+                if f.pts_ns != segment:
+                    self.filter.reset()
+                    labels, prev, segment = None, None, f.pts_ns
+                if labels is None or f.index % o.keyframe == 0:
+                    img = f.image
+                    x = img if img.shape[:2] == (mh, mw) else cv2.resize(img, (mw, mh), interpolation=cv2.INTER_LINEAR)
+                    t1 = time.monotonic()
+                    out = b.infer(x[None])
+                    t2 = time.monotonic()
+                    labels = self.filter.update(out, self.kind)[0]
+                    t3 = time.monotonic()
+                    self.stats.model_step(t1 - t0, t2 - t1, t3 - t2)
+                flip = flip_rate(prev, labels)
+                prev = labels
+                if not self.results.put(_Result(f, labels, t0 - f.t_capture, flip)):
+                    break
+        finally:
+            self.results.close()
+
+    # ---- output ----
+    def output(self) -> None:
+        opened, hw = False, (0, 0)
+        try:
+            while True:
+                try:
+                    r = self.results.get(0.2)
+                except Closed:
+                    break
+                if r is None:
+                    continue
+                t0 = time.monotonic()
+                vis = self.viz.render(r.frame.image, r.labels)
+                t1 = time.monotonic()
+                if not opened:
+                    hw = vis.shape[:2]
+                    self.sink.open(hw, self.src.fps)
+                    opened = True
+                elif vis.shape[:2] != hw:  # a reconnected source changed size: keep the output's
+                    import cv2
+
+                    vis = cv2.resize(vis, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
+                self.sink.write(vis)
+                now = time.monotonic()
+                self.stats.output(now - r.frame.t_capture, r.age_s, t1 - t0, r.flip)
+        finally:
+            self.sink.close()
+
+    def guard(self, fn):
+        def run():
+            try:
+                fn()
+            except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
+                self.errors.append(e)
+                self.stop.set()
+                self.frames_in.abort()
+                self.results.abort()
+
+        return run
+
+
+def run_stream(source: str | None = None, output: str | None = None, model=None, **opts) -> RunSummary:
+    """Segment ``source`` into ``output`` with ``model`` (a Backend or a model file path).
+
+    ``opts`` are :class:`RunOptions` fields. Returns the :class:`RunSummary` (also written to
+    ``stats_json`` when given). Raises :class:`~pipa_edge.errors.PipaError` for bad URIs/models.
+    """
+    o = validate(RunOptions, opts, where="run options")
+    if model is None:
+        raise PipaError("run: no model given (--model FILE)")
+    src_spec = parse_source(source, csi_available=_csi_available() if (source or "").startswith("camera") else False)
+    out_spec = parse_output(output)
+    src = open_source(src_spec, drop=o.drop)
+    sink = open_sink(out_spec)
+    backend, owned = _load(model, o.backend, o.backend_opts)
+    stop = threading.Event()
+    stats = StatsTracker()
+    runner = _Runner(src, sink, backend, o, stats, stop)
+    log.stage("run", f"{src_spec.describe()} → {out_spec.kind} '{out_spec.uri}' with {backend.describe()}")
+    old_handlers = {}
+    if o.handle_signals and threading.current_thread() is threading.main_thread():
+        def on_signal(signum, _frame):
+            if stop.is_set():
+                return
+            log.warn("run", f"{signal.Signals(signum).name}: stopping, finalising the output")
+            runner.reason = signal.Signals(signum).name
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old_handlers[sig] = signal.signal(sig, on_signal)
+    threads = [threading.Thread(target=runner.guard(fn), name=f"pipa-{name}", daemon=True)
+               for name, fn in (("capture", runner.capture), ("infer", runner.infer), ("output", runner.output))]
+    try:
+        for t in threads:
+            t.start()
+        next_line = time.monotonic() + o.stats_interval
+        while threads[-1].is_alive():
+            threads[-1].join(0.05)
+            if o.log_stats and time.monotonic() >= next_line:
+                next_line += o.stats_interval
+                log.stage("run", stats.window_line(src.dropped + runner.frames_in.dropped, src.corrupt))
+        for t in threads:
+            t.join(5.0)
+    finally:
+        stop.set()
+        for sig, h in old_handlers.items():
+            signal.signal(sig, h)
+        if owned:
+            backend.close()
+    summary = stats.summary(
+        source=src_spec.uri, output=out_spec.uri, backend=backend.describe(),
+        dropped=src.dropped + runner.frames_in.dropped, corrupt=src.corrupt, reconnects=runner.reconnects,
+        smoothing={"enabled": o.smooth, "alpha": o.smooth_alpha, "delta": o.hysteresis_delta,
+                   "frames": o.hysteresis_frames, "keyframe": o.keyframe, "output_kind": backend.meta.output},
+        exit_reason="error" if runner.errors else runner.reason)
+    if o.stats_json:
+        summary.write_json(o.stats_json)
+    if runner.errors:
+        raise runner.errors[0]
+    log.ok("run", summary.line())
+    return summary

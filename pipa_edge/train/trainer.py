@@ -1,0 +1,305 @@
+"""The training loop: ``train(cfg, resume=False) -> TrainResult`` (the twin of ``pipa-edge train``).
+
+Per iteration: next source (and target) batch → ``method.training_step`` under autocast → one
+``backward()`` (through the GradScaler) → optional grad clipping → optimiser and scheduler step →
+``method.after_optimizer_step``. Every ``ckpt_interval`` iterations ``last.pt`` is written
+atomically with the full training state; ``resume=True`` continues from it bit-exactly (on CPU;
+on GPU up to non-deterministic kernels). Under ``torchrun`` the method runs inside
+DistributedDataParallel and each rank reads its own shard of every epoch.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipa_edge.config import dump_config
+from pipa_edge.errors import ConfigError, ModelFileError
+from pipa_edge.log import next_command, ok, progress, stage, warn
+from pipa_edge.train import dist as dist_utils
+from pipa_edge.train.checkpoint import capture_rng, load_train_state, restore_method, restore_rng, save_train_state
+from pipa_edge.train.config import TrainConfig
+from pipa_edge.train.data import BatchStream, strip_names, to_device
+from pipa_edge.train.optim import WarmupPoly, build_optimizer, build_scheduler
+from pipa_edge.train.scalars import ScalarWriter
+
+TARGET_SEED_OFFSET = 7_777_777  # target augmentations draw from a different seed than source ones
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path  # final.pt (plain segmenter + metrics); load with load_segmenter
+    last: Path  # last.pt (full training state)
+    iterations: int
+    metrics: dict = field(default_factory=dict)  # {val_name: summary} of the final evaluation
+    out_dir: Path = Path(".")
+    ranks_in_sync: bool = True
+    segmenter: object = field(default=None, repr=False)  # the trained Segmenter (in memory, train device)
+
+
+class _Step(nn.Module):
+    """Routes DDP's forward to ``method.training_step`` so gradients are all-reduced."""
+
+    def __init__(self, method: nn.Module):
+        super().__init__()
+        self.method = method
+
+    def forward(self, batch: dict, it: int):
+        return self.method.training_step(batch, it)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _val_name(cfg, i: int, n: int) -> str:
+    base = f"{cfg.type}_{Path(cfg.root).name}_{cfg.split}".replace("/", "_")
+    return base if n == 1 else f"{i}_{base}"
+
+
+def build_datasets(cfg: TrainConfig):
+    from pipa_edge.data.build import AugmentedDataset, build_dataset, build_eval_dataset
+    from pipa_edge.data.transforms import TrainTransform
+
+    src_base = build_dataset(cfg.source)
+    if not getattr(src_base, "has_labels", True) or not cfg.source.labels:
+        raise ConfigError(f"source dataset {cfg.source.root}: key 'source.labels': source-only training needs labels")
+    source = AugmentedDataset(src_base, TrainTransform(cfg.transform), cfg.seed)
+    target = None
+    if cfg.target is not None:
+        tcfg = cfg.target.model_copy(update={"labels": False})
+        target = AugmentedDataset(build_dataset(tcfg), TrainTransform(cfg.target_transform or cfg.transform),
+                                  cfg.seed + TARGET_SEED_OFFSET)
+    vals = cfg.val_list
+    val = {_val_name(v, i, len(vals)): build_eval_dataset(v) for i, v in enumerate(vals)}
+    return source, target, val
+
+
+def build_model_and_method(cfg: TrainConfig, device: torch.device):
+    from pipa_edge.data.classes import get_class_set
+    from pipa_edge.models.io import read_checkpoint
+    from pipa_edge.models.zoo import build_segmenter
+    from pipa_edge.train.method import build_method
+
+    classes = get_class_set(cfg.model.classes)
+    seg = build_segmenter(cfg.model.arch, classes, weights=cfg.model.weights)
+    if cfg.init_from:
+        ck = read_checkpoint(cfg.init_from)
+        meta = ck["segmenter"].get("meta", {})
+        if meta.get("arch") != cfg.model.arch:
+            raise ModelFileError(f"{cfg.init_from}: init_from holds arch '{meta.get('arch')}', config says "
+                                 f"'{cfg.model.arch}' (key 'model.arch')")
+        names = tuple(meta.get("classes", {}).get("names", ()))
+        if names != tuple(classes.names):
+            raise ModelFileError(f"{cfg.init_from}: init_from classes differ from model.classes '{classes.name}'")
+        seg.load_state_dict(ck["segmenter"]["state_dict"], strict=True)
+    method = build_method(cfg.method, seg.to(device), cfg.adapt)
+    return method.to(device)
+
+
+class _Trainer:
+    def __init__(self, cfg: TrainConfig, resume: bool):
+        self.cfg, self.resume = cfg, resume
+        self.info = dist_utils.setup(cfg.device)
+        self.device = self.info.device
+        self.out = cfg.out_path
+        self.last_path, self.final_path = self.out / "last.pt", self.out / "final.pt"
+        self.amp = bool(cfg.amp and self.device.type == "cuda")
+
+    def setup(self) -> None:
+        cfg, info = self.cfg, self.info
+        if self.resume and not self.last_path.is_file():
+            raise ConfigError(f"{self.last_path}: nothing to resume (no last.pt in out_dir '{cfg.out_dir}')")
+        if info.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(dump_config(cfg))
+        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
+        torch.backends.cudnn.deterministic = not cfg.cudnn_benchmark
+        seed_everything(cfg.seed)  # identical model init on every rank
+        self.source, self.target, self.val = build_datasets(cfg)
+        self.method = build_model_and_method(cfg, self.device)
+        self.method.train()
+        self.opt = build_optimizer(self.method, cfg.optim)
+        self.sched = build_scheduler(self.opt, cfg.optim)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
+        self.start_it = 0
+        self.metrics: dict = {}
+        seed_everything(cfg.seed + info.rank)  # per-rank randomness inside the method (mixing, dropout)
+        if self.resume:
+            self._load(self.last_path)
+        self.src_stream = BatchStream(self.source, cfg.batch_size, cfg.seed, info.rank, info.world,
+                                      cfg.num_workers, stream=0, name=f"source {cfg.source.root}",
+                                      pin_memory=self.device.type == "cuda")
+        self.tgt_stream = None
+        if self.target is not None:
+            self.tgt_stream = BatchStream(self.target, cfg.batch_size, cfg.seed, info.rank, info.world,
+                                          cfg.num_workers, stream=1, name=f"target {cfg.target.root}",
+                                          pin_memory=self.device.type == "cuda")
+        if info.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            if cfg.sync_bn and self.device.type == "cuda":  # SyncBatchNorm has no CPU kernel; the
+                # converted modules reuse the same Parameter objects, so the optimiser stays valid
+                self.method = nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
+            self.step_module = DDP(_Step(self.method), device_ids=ids, find_unused_parameters=True)
+        else:
+            self.step_module = _Step(self.method)
+        self.writer = ScalarWriter(self.out, resume_from=self.start_it if self.resume else None,
+                                   enabled=info.is_main)
+
+    def _load(self, path: Path) -> None:
+        ck = load_train_state(path)
+        restore_method(self.method, ck, str(path))
+        try:
+            self.opt.load_state_dict(ck["optimizer"])
+            self.sched.load_state_dict(ck["scheduler"])
+        except (ValueError, KeyError) as e:
+            raise ModelFileError(f"{path}: optimiser state does not fit this config ({e})") from None
+        self.sched.lr_lambdas[0] = WarmupPoly(self.cfg.optim)  # the schedule follows the current config
+        if ck.get("scaler"):
+            self.scaler.load_state_dict(ck["scaler"])
+        ranks = ck.get("rng_ranks")
+        if ck.get("world_size", 1) != self.info.world:
+            warn("train", f"resuming a {ck.get('world_size')}-process run with {self.info.world}: the data order "
+                          "and random streams differ from the original run")
+            seed_everything(self.cfg.seed + self.info.rank + 1_000_003 * int(ck["iteration"]))
+        else:
+            restore_rng(ranks[self.info.rank] if ranks else ck["rng"])
+        self.start_it = int(ck["iteration"])
+        self.metrics = ck.get("metrics") or {}
+        stage("train", f"resumed from {path} at iteration {self.start_it}")
+
+    def _data_state(self, it: int) -> dict:
+        return {"source": list(self.src_stream.position(it)),
+                "target": list(self.tgt_stream.position(it)) if self.tgt_stream else None}
+
+    def _save(self, it: int) -> None:
+        """Collective under DDP (every rank's RNG state is gathered); rank 0 writes ``last.pt``."""
+        rng_ranks = None
+        if self.info.distributed:
+            import torch.distributed as dist
+
+            rng_ranks = [None] * self.info.world
+            dist.all_gather_object(rng_ranks, capture_rng())
+        if not self.info.is_main:
+            return
+        save_train_state(self.last_path, method=self.method, optimizer=self.opt, scheduler=self.sched,
+                         scaler=self.scaler, iteration=it, data=self._data_state(it), world_size=self.info.world,
+                         config=self.cfg.model_dump(mode="json"), metrics=self.metrics, rng_ranks=rng_ranks)
+
+    def _evaluate(self, it: int) -> None:
+        from pipa_edge.train.evaluate import evaluate
+
+        if self.info.is_main and self.val:
+            for name, ds in self.val.items():
+                s = evaluate(self.method.segmenter, ds, self.cfg.eval, self.device, self.cfg.num_workers,
+                             amp=self.amp, desc=f"val {name}", show_progress=False)
+                self.metrics[name] = {k: s[k] for k in ("miou", "pixel_acc", "mean_acc", "per_class_iou", "images")}
+                self.metrics[name]["iteration"] = it
+                self.writer.add(it, {f"val/{name}/miou": s["miou"] or 0.0, f"val/{name}/pixel_acc": s["pixel_acc"] or 0.0})
+                miou = "n/a" if s["miou"] is None else f"{100 * s['miou']:.2f}"
+                stage("val", f"it {it}: {name} mIoU {miou}  pixel acc {100 * (s['pixel_acc'] or 0):.2f}")
+        dist_utils.barrier(self.info)
+
+    def _batches(self):
+        src = self.src_stream.batches(self.start_it)
+        tgt = self.tgt_stream.batches(self.start_it) if self.tgt_stream else None
+        while True:
+            batch = {"source": strip_names(next(src))}
+            if tgt is not None:
+                t = strip_names(next(tgt))
+                t.pop("label", None)
+                batch["target"] = t
+            yield to_device(batch, self.device)
+
+    def run(self) -> TrainResult:
+        cfg, info = self.cfg, self.info
+        max_it = cfg.optim.max_iters
+        if info.is_main:
+            n_t = f", target {len(self.target)} images" if self.target is not None else ""
+            stage("train", f"{cfg.method} · {cfg.model.arch} ({cfg.model.classes}) on {self.device}"
+                           f"{f' × {info.world} processes' if info.distributed else ''} · source "
+                           f"{len(self.source)} images{n_t} · {max_it} iterations · batch {cfg.batch_size}"
+                           f"{' · AMP' if self.amp else ''}")
+            if not self.writer.tensorboard:
+                stage("train", f"scalars → {self.writer.path} (TensorBoard not installed: CSV only)")
+        autocast = torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()
+        params = [p for g in self.opt.param_groups for p in g["params"]]
+        batches = self._batches()
+        acc: dict[str, float] = {}
+        n_acc, t0 = 0, time.perf_counter()
+        with progress("train", total=max_it, disable=not info.is_main) as bar:
+            bar.advance(self.start_it)
+            for it in range(self.start_it, max_it):
+                batch = next(batches)
+                with autocast:
+                    loss, logs = self.step_module(batch, it)
+                if not torch.isfinite(loss.detach()):
+                    raise FloatingPointError(f"loss is {float(loss)} at iteration {it} (lower optim.lr or set "
+                                             "optim.grad_clip)")
+                self.scaler.scale(loss).backward()
+                if cfg.optim.grad_clip:
+                    self.scaler.unscale_(self.opt)
+                    torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+                self.scaler.step(self.opt)
+                self.scaler.update()
+                self.opt.zero_grad(set_to_none=True)
+                self.sched.step()
+                self.method.after_optimizer_step(it)
+                done = it + 1
+                lv = float(loss.detach())
+                acc["loss"] = acc.get("loss", 0.0) + lv
+                for k, v in logs.items():
+                    acc[k] = acc.get(k, 0.0) + float(v)
+                n_acc += 1
+                lr = self.opt.param_groups[0]["lr"]
+                bar.advance(1, info=f"loss {lv:.3f} lr {lr:.2e}")
+                if done % cfg.log_interval == 0 or done == max_it:
+                    dt = (time.perf_counter() - t0) / n_acc
+                    row = {f"train/{k}": v / n_acc for k, v in acc.items()}
+                    row.update({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(self.opt.param_groups)})
+                    row["time/iter_s"] = dt
+                    self.writer.add(done, row)
+                    acc, n_acc, t0 = {}, 0, time.perf_counter()
+                if self.val and ((cfg.eval_interval and done % cfg.eval_interval == 0) or done == max_it):
+                    self._evaluate(done)
+                if done % cfg.ckpt_interval == 0 or done == max_it:
+                    self._save(done)
+        if self.start_it >= max_it and self.val and not self.metrics:
+            self._evaluate(max_it)
+        dist_utils.broadcast_buffers(info, self.method)  # BN running stats: rank 0's, as in last.pt
+        in_sync = dist_utils.ranks_in_sync(info, self.method)
+        if not in_sync:
+            warn("train", "DDP ranks ended with different weights")
+        if info.is_main:
+            from pipa_edge.models.io import save_segmenter
+
+            save_segmenter(self.final_path, self.method.segmenter, kind="final", iteration=max_it,
+                           metrics=self.metrics, config=cfg.model_dump(mode="json"), method=cfg.method)
+            self.writer.close()
+            ok("train", f"done: {self.final_path} (full state: {self.last_path})")
+            first_val = cfg.val_list[0] if cfg.val_list else cfg.source
+            next_command(f"pipa-edge eval {self.final_path} --data {first_val.type}:{first_val.root}:{first_val.split}")
+        dist_utils.barrier(info)
+        return TrainResult(self.final_path, self.last_path, max_it, dict(self.metrics), self.out, in_sync,
+                           self.method.segmenter)
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
+    """Train ``cfg.method`` on ``cfg.source`` (+ ``cfg.target``); see the module docstring."""
+    t = _Trainer(cfg, resume)
+    try:
+        t.setup()
+        return t.run()
+    finally:
+        dist_utils.teardown(t.info)
