@@ -42,7 +42,7 @@ def train_cfg(args, out: str, **over) -> "object":
          "transform": {"crop_size": [h - h // 8, w - w // 8], "scale_range": [0.75, 1.25], "hflip": 0.5},
          "optim": {"lr": 1e-3, "warmup_iters": 20, "max_iters": args.day_iters, "grad_clip": 10.0},
          "batch_size": args.batch, "num_workers": 0, "seed": 0, "device": "cpu", "ckpt_interval": 10 ** 6,
-         "log_interval": 10 ** 6, "out_dir": out}
+         "log_interval": 10, "out_dir": out}
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(d.get(k), dict):
             d[k] = {**d[k], **v}
@@ -131,7 +131,8 @@ def main() -> int:
     res["day_ckpt"] = str(day_ckpt)
     # 2. before
     res["dusk_before"] = dusk_miou(day, args)
-    print(f"dusk mIoU of the day model: {100 * res['dusk_before']['miou']:.2f}", flush=True)
+    print(f"dusk mIoU of the day model: {100 * res['dusk_before']['miou']:.2f}  [{time.time() - t_start:.0f} s]",
+          flush=True)
     # 3. collect over the dusk stream (+ overhead timing)
     frames = stream_frames(args)
     cfg = load_collect_config(args.collect_config) if args.collect_config else CollectConfig.model_validate({
@@ -169,6 +170,10 @@ def main() -> int:
     from pipa_edge.data.build import build_dataset
     gt = build_dataset({"type": "camvid", "root": str(args.data), "split": "dusk_train", "resize": list(args.size)})
     gt_by_img = {gt[i]["image"].tobytes(): gt[i]["label"] for i in range(len(gt))}
+    n_live = collection_stats(col_dir)["samples"]
+    if n_live == 0:
+        print("nothing was collected (model too uncertain for the selection rules); stopping", file=sys.stderr)
+        return 1
     cd = CollectedDataset(col_dir)
     agree = tot = 0
     for i in range(len(cd)):
@@ -181,7 +186,7 @@ def main() -> int:
         tot += int(m.sum())
     res["pseudo_label_pixel_accuracy"] = agree / tot if tot else None
     print(f"collected {len(cd)} of {len(frames)} dusk frames; pseudo-label pixel accuracy "
-          f"{100 * (res['pseudo_label_pixel_accuracy'] or 0):.1f}%", flush=True)
+          f"{100 * (res['pseudo_label_pixel_accuracy'] or 0):.1f}%  [{time.time() - t_start:.0f} s]", flush=True)
     # 4./5. re-adapt from the collection only, score
     res["after"] = {}
     for m in [x for x in args.methods.split(",") if x]:
@@ -200,7 +205,7 @@ def main() -> int:
             raise SystemExit(f"unknown method {m}")
         model = load_segmenter(train(c).checkpoint)
         res["after"][m] = {**dusk_miou(model, args), "train_s": round(time.time() - t0, 1)}
-        print(f"{m}: dusk mIoU {100 * res['after'][m]['miou']:.2f}", flush=True)
+        print(f"{m}: dusk mIoU {100 * res['after'][m]['miou']:.2f}  [{time.time() - t_start:.0f} s]", flush=True)
     res["total_s"] = round(time.time() - t_start, 1)
     # table
     tw, tn = res["timing_with"], res["timing_without"]

@@ -95,3 +95,14 @@ def test_build_dataset_dispatches_collected(collection):
     assert item["image"].shape == (16, 24, 3) and item["label"].shape == (16, 24)
     tgt = build_dataset({"type": "collected", "root": str(collection), "labels": False})
     assert "label" not in tgt[0] and len(tgt) == 6
+
+
+def test_readapt_recipe_matches_the_trainer_schema():
+    from pathlib import Path
+
+    from pipa_edge.train.config import load_train_config
+
+    recipe = Path(__file__).resolve().parents[1] / "train" / "readapt_collected.yaml"
+    cfg = load_train_config(recipe, ["target.root=/somewhere/collect"])
+    assert cfg.target.type == "collected" and cfg.target.labels is False and cfg.init_from
+    assert cfg.source.type != "collected" and cfg.method == "mean_teacher"

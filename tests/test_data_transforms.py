@@ -9,7 +9,7 @@ import torch
 from pipa_edge.config import validate
 from pipa_edge.data.build import AugmentedDataset, worker_init_fn
 from pipa_edge.data.classes import get_class_set
-from pipa_edge.data.transforms import EvalTransform, TrainTransform, TransformConfig, random_crop
+from pipa_edge.data.transforms import EvalTransform, TrainTransform, TransformConfig, adjust_colour, random_crop
 from pipa_edge.errors import ConfigError
 
 
@@ -133,6 +133,25 @@ def test_jitter_changes_only_colours():
     means = [TrainTransform(cfg)({"image": img, "name": "j"}, np.random.default_rng(s))["image"].float().mean()
              for s in range(6)]
     assert max(means) > img.mean() + 5 and min(means) < img.mean() - 5
+
+
+@pytest.mark.parametrize("op,f", [("b", 0.7), ("b", 1.3), ("c", 0.6), ("c", 1.4), ("s", 0.5), ("s", 1.5),
+                                  ("h", 0.1), ("h", -0.2)])
+def test_colour_ops_match_torchvision(op, f):
+    tvf = pytest.importorskip("torchvision.transforms.functional")
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    img[:8] = np.array([200, 40, 40], np.uint8)  # a saturated patch so hue/saturation matter
+    x = torch.from_numpy(img).permute(2, 0, 1)
+    ref = {"b": tvf.adjust_brightness, "c": tvf.adjust_contrast, "s": tvf.adjust_saturation,
+           "h": tvf.adjust_hue}[op](x, f).permute(1, 2, 0).numpy().astype(int)
+    out = adjust_colour(img, op, f).astype(int)
+    diff = np.abs(out - ref)
+    if op != "h":
+        assert diff.max() <= 1  # rounding differs by at most one grey level
+    else:  # 8-bit HSV quantisation (speed): a few levels at worst, under one on average
+        assert diff.max() <= 12 and diff.mean() < 1.5
+    assert not np.array_equal(out, img)
 
 
 def test_cat_max_ratio_avoids_single_class_crops():

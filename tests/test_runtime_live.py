@@ -84,6 +84,33 @@ def test_rtp_source_reconnects_after_sender_restart():
     assert after and after[0] - t_restart <= 2.0, f"resumed after {after[0] - t_restart if after else None} s"
 
 
+def test_rtp_output_feeds_rtp_source():
+    """pipa-edge's rtp://HOST:PORT output is a valid rtp://@:PORT source (loopback only)."""
+    port = _free_udp_port()
+    res: dict = {}
+    stop = threading.Event()
+
+    def rx():
+        res["rx"] = run_stream(f"rtp://@:{port}", "none", PaletteBackend(input_size=(32, 64)), max_frames=15,
+                               log_stats=False)
+
+    def tx():
+        res["tx"] = run_stream("test://?width=128&height=64&live=1&fps=30", f"rtp://127.0.0.1:{port}",
+                               PaletteBackend(input_size=(32, 64)), log_stats=False, stop_event=stop)
+
+    t_rx = threading.Thread(target=rx, daemon=True)
+    t_rx.start()
+    time.sleep(0.3)
+    t_tx = threading.Thread(target=tx, daemon=True)
+    t_tx.start()
+    t_rx.join(30)
+    stop.set()
+    t_tx.join(15)
+    assert "rx" in res and res["rx"].exit_reason == "max frames"
+    assert res["rx"].frames >= 10  # a live source may drop a frame to stay on the latest one
+    assert "tx" in res and res["tx"].exit_reason == "stopped" and res["tx"].frames >= 15
+
+
 def test_sigint_finalises_playable_mp4(tmp_path):
     import cv2
 

@@ -65,3 +65,10 @@ def test_warmup_poly_schedule():
     assert f(10) == pytest.approx(0.9)  # warm-up over: pure poly
     assert f(100) == pytest.approx(0.0)
     assert all(f(i) >= f(i + 1) for i in range(10, 100))
+
+
+def test_cli_print_config_shows_resolved_values(capsys):
+    rc = main(["train", str(REPO / "train" / "synth_source_only.yaml"), "--set", "optim.max_iters=7",
+               "--out", "runs/x", "--print-config"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "max_iters: 7" in out and "out_dir: runs/x" in out

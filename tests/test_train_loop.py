@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from pipa_edge.data.build import AugmentedDataset, build_dataset
 from pipa_edge.data.classes import SYNTH11
 from pipa_edge.data.transforms import TrainTransform, TransformConfig
+from pipa_edge.errors import ConfigError
 from pipa_edge.models.io import load_segmenter, read_checkpoint
 from pipa_edge.train.config import load_train_config
 from pipa_edge.train.data import BatchStream
@@ -78,3 +80,9 @@ def test_batch_stream_is_resumable_and_worker_independent(tmp_path):
     n0 = {next(r0)["name"][0] for _ in range(2)}
     n1 = {next(r1)["name"][0] for _ in range(2)}
     assert not n0 & n1
+
+
+def test_source_class_set_must_match_the_model(tmp_path):
+    cfg = tiny_cfg(tmp_path, "optim.max_iters=1", "model.classes=cityscapes19")
+    with pytest.raises(ConfigError, match="source.classes"):
+        train(cfg)

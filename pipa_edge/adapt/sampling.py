@@ -54,8 +54,10 @@ class RandomSampler:
     def __init__(self, generator: Optional[torch.Generator] = None):
         self.generator = generator
 
-    def _rand(self, n: int, device) -> torch.Tensor:
-        return torch.rand(n, generator=self.generator).to(device)
+    def _rand(self, shape, device) -> torch.Tensor:
+        if self.generator is None:
+            return torch.rand(shape, device=device)
+        return torch.rand(shape, generator=self.generator).to(device)
 
     def _pick(self, idx: torch.Tensor, score: Optional[torch.Tensor], n: int) -> torch.Tensor:
         order = torch.argsort(self._rand(idx.numel(), idx.device))
@@ -75,8 +77,7 @@ class RandomSampler:
 
     def negatives(self, sim: torch.Tensor, allowed: torch.Tensor, k: int) -> torch.Tensor:
         """At most ``k`` random allowed candidates per row."""
-        r = torch.rand(sim.shape, generator=self.generator).to(sim.device)
-        return _topk_mask(r, allowed, k)
+        return _topk_mask(self._rand(sim.shape, sim.device), allowed, k)
 
 
 def _topk_mask(key: torch.Tensor, allowed: torch.Tensor, k: int) -> torch.Tensor:

@@ -51,15 +51,8 @@ def _dist_version(names: tuple[str, ...]) -> str | None:
 
 
 def gstreamer_version() -> str | None:
-    try:
-        import gi
-
-        gi.require_version("Gst", "1.0")
-        from gi.repository import Gst
-
-        return ".".join(str(v) for v in Gst.version())
-    except Exception:  # noqa: BLE001 - no pygobject / no GStreamer typelib
-        pass
+    """GStreamer version from ``gst-launch-1.0 --version`` (an external tool: importing ``gi`` in
+    the bench process before torch's ONNX exporter has been seen to abort it)."""
     out = run_tool(["gst-launch-1.0", "--version"])
     m = re.search(r"GStreamer (\d+\.\d+(?:\.\d+)?)", out or "")
     return m.group(1) if m else None
@@ -130,7 +123,7 @@ def parse_jetson_clocks(text: str | None) -> bool | None:
     return all(a == b == c for a, b, c in rows)
 
 
-_RAIL = re.compile(r"\b((?:VDD|VIN|POM)_[A-Z0-9_]+) (\d+)(?:mW)?/(\d+)(?:mW)?")
+_RAIL = re.compile(r"\b((?:VDDQ?|VIN|POM)_[A-Z0-9_]+) (\d+)(?:mW)?/(\d+)(?:mW)?")
 _TOTAL_RAILS = ("VDD_IN", "POM_5V_IN")
 
 

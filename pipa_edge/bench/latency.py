@@ -55,12 +55,6 @@ class Case:
     size_mb: float | None
     path: str | None = None
 
-    @property
-    def key(self) -> str:
-        b = self.backend
-        h, w = b.meta.input_size
-        return f"{self.label}|{b.name}|{b.precision}|{h}x{w}"
-
 
 @dataclass
 class BenchResult:
@@ -116,36 +110,48 @@ def _param_mb(module) -> float:
     return sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers())) / 1e6
 
 
+def _export_for_ort(seg, label: str, hw: tuple[int, int], workdir) -> Path:
+    """Export ``seg`` through :mod:`pipa_edge.export.onnx` (float NCHW in, logits at input size out)."""
+    from pipa_edge.export.onnx import build_meta, export_onnx, save_onnx
+
+    folder = Path(workdir or tempfile.mkdtemp(prefix="pipa-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{label}_{hw[0]}x{hw[1]}.onnx"
+    save_onnx(export_onnx(seg, path, hw), path, build_meta(seg, hw, "float_nchw", "logits", "input"))
+    return path
+
+
 def open_case(spec: str, backend: str | None = None, imgsz: tuple[int, int] | None = None, device: str = "cpu",
               threads: int | None = None, workdir: str | Path | None = None) -> Case:
     """Open ``spec`` (arch name, ``.pt`` checkpoint, ``.onnx``, ``.engine``, ``.xml``) with ``backend``.
 
-    An arch name runs in torch eager, or for ``backend="onnxruntime"`` is exported once through
-    :func:`pipa_edge.export.onnx.export_onnx` into ``workdir`` (a temp folder by default).
+    An arch name runs in torch eager. An arch name or a checkpoint asked for ``onnxruntime`` is
+    exported (fresh, every time) through :func:`pipa_edge.export.onnx.export_onnx` into ``workdir``
+    (a temp folder by default) and benched from that file.
     """
-    from pipa_edge.runtime.backends import ALIASES, backend_for, load_backend
+    from pipa_edge.runtime.backends import ALIASES, SUFFIX_BACKEND, backend_for, load_backend
 
     name = ALIASES.get((backend or "").lower(), (backend or "").lower()) or None
-    if _is_arch(spec):
-        hw = imgsz or DEFAULT_IMGSZ
+    is_arch = _is_arch(spec)
+    is_ckpt = SUFFIX_BACKEND.get(Path(spec).suffix.lower()) == "torch"
+    if is_arch and name in (None, "torch"):
+        from pipa_edge.runtime.backends.torch_backend import TorchBackend
+
         seg = build_arch(spec)
-        if name in (None, "torch"):
-            from pipa_edge.runtime.backends.torch_backend import TorchBackend
+        b = TorchBackend(segmenter=seg, input_size=imgsz or DEFAULT_IMGSZ, device=device, threads=threads)
+        return Case(spec, b, round(_param_mb(seg), 3))
+    if (is_arch or is_ckpt) and name == "onnxruntime":
+        if is_arch:
+            seg, label = build_arch(spec), spec
+        else:
+            from pipa_edge.models.io import load_segmenter
 
-            b = TorchBackend(segmenter=seg, input_size=hw, device=device, threads=threads)
-            return Case(spec, b, round(_param_mb(seg), 3))
-        if name == "onnxruntime":
-            from pipa_edge.export.onnx import build_meta, export_onnx, save_onnx
-
-            folder = Path(workdir or tempfile.mkdtemp(prefix="pipa-bench-"))
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{spec}_{hw[0]}x{hw[1]}.onnx"
-            if not path.is_file():
-                proto = export_onnx(seg, path, hw)
-                save_onnx(proto, path, build_meta(seg, hw, "float_nchw", "logits", "input"))
-            case = open_case(str(path), "onnxruntime", None, device, threads, workdir)
-            case.label = f"{spec}.onnx"
-            return case
+            seg, label = load_segmenter(spec), Path(spec).stem
+        path = _export_for_ort(seg, label, imgsz or DEFAULT_IMGSZ, workdir)
+        case = open_case(str(path), "onnxruntime", None, device, threads, workdir)
+        case.label = f"{Path(spec).name if is_ckpt else spec}.onnx"
+        return case
+    if is_arch:
         raise BackendUnavailable(f"{spec}: an arch name runs on torch or onnxruntime only; export it first "
                                  f"(`pipa-edge export`) to bench '{backend}'")
     p = Path(spec)

@@ -31,6 +31,15 @@ METHOD = {
 }
 
 
+def make_console():
+    """stdout console; 140 columns when not a terminal (files, CI logs) so tables do not fold."""
+    import sys
+
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=140)
+
+
 def _fmt(v, nd: int = 2) -> str:
     return "-" if v is None else f"{v:.{nd}f}"
 
@@ -55,10 +64,9 @@ def rows_of(results: Sequence[dict]) -> list[dict]:
 
 
 def print_table(results: Sequence[dict], title: str = "pipa-edge bench", console=None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or make_console()
     rows = rows_of(results)
     has_gpu = any(r["gpu_p50"] is not None for r in rows)
     has_energy = any(r["energy_mj_per_frame"] is not None for r in rows)
@@ -101,6 +109,16 @@ def write_csv(path: str | Path, results: Sequence[dict]) -> Path:
         for row in rows_of(results):
             wr.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
     return path
+
+
+def preload_matplotlib() -> None:
+    """Import matplotlib (Agg) and its FreeType module now. Seen here: once a GStreamer pipeline has
+    run in the process, a *first* import of ``matplotlib.ft2font`` segfaults (two FreeType builds
+    in one process), so anything that plots after running the runtime must import it before."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401  (pulls in ft2font)
 
 
 def write_plot(path: str | Path, results: Sequence[dict], title: str = "latency") -> Path:
@@ -175,10 +193,9 @@ def compare(before: str | Path, after: str | Path) -> list[dict]:
 
 
 def print_compare(rows: Sequence[dict], before: str, after: str, console=None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or make_console()
     t = Table(title=f"after / before  ({after} vs {before})", title_justify="left")
     for col in ("key", "p50 before", "p50 after", "p50 ratio", "p99 ratio", "speed-up"):
         t.add_column(col, justify="left" if col == "key" else "right")

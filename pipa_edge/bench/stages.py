@@ -88,6 +88,9 @@ def bench_stages(source: str, model, *, max_frames: int = 100, output: str | Non
     ``drop`` is the runtime's: ``None`` = live sources keep only the latest frame, files queue every
     frame (so on a file slower than the model, frame age includes queueing).
     """
+    from pipa_edge.bench.report import preload_matplotlib
+
+    preload_matplotlib()  # before GStreamer loads: the plot written afterwards would crash otherwise
     pipeline, _sources, _sinks, _uri = _runtime()
     work = Path(workdir or tempfile.mkdtemp(prefix="pipa-bench-e2e-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -116,10 +119,11 @@ def bench_stages(source: str, model, *, max_frames: int = 100, output: str | Non
 
 
 def print_stages(result: dict, console=None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    from pipa_edge.bench.report import make_console
+
+    console = console or make_console()
     e2e = result["e2e"]
     t = Table(title=f"per-stage host latency: {result['source']} ({result['frames']} frames, "
                     f"{result['fps'] or 0:.1f} FPS out)", title_justify="left")

@@ -64,7 +64,8 @@ class LatencyStats:
         return self.cov > HIGH_COV
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain dict; an infinite FPS (zero latency) becomes ``None`` so the JSON stays valid."""
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
 
     def summary(self) -> str:
         return (f"p50 {self.p50:.2f} ms, p90 {self.p90:.2f}, p99 {self.p99:.2f}, min {self.min:.2f}, "

@@ -185,10 +185,11 @@ def bench_train_step(arch: str = "segformer-b0", methods: Sequence[str] = METHOD
 
 
 def print_train(rows: Sequence[dict], console=None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    from pipa_edge.bench.report import make_console
+
+    console = console or make_console()
     if not rows:
         return
     r0 = rows[0]

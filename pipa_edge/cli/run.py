@@ -77,6 +77,10 @@ def run(args) -> int:
     if args.threads:
         backend_opts["threads"] = args.threads
     model = args.model
+    if (args.backend or "").lower() in ("torch", "pytorch") or model.lower().endswith((".pt", ".pth", ".ckpt")):
+        # a checkpoint runs eagerly: keep logits at the model's stride (cheap filter; labels are
+        # upsampled for display), as an export with --output-resolution model would
+        backend_opts["output_resolution"] = "model"
     if model in BUILTIN_MODELS:
         from pipa_edge.runtime.toy import PaletteBackend
 

@@ -8,6 +8,7 @@ _LAZY = {
     "build_train_dataset": "pipa_edge.data.build",
     "build_eval_dataset": "pipa_edge.data.build",
     "AugmentedDataset": "pipa_edge.data.build",
+    "worker_init_fn": "pipa_edge.data.build",
     "TransformConfig": "pipa_edge.data.transforms",
     "TrainTransform": "pipa_edge.data.transforms",
     "EvalTransform": "pipa_edge.data.transforms",

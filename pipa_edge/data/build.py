@@ -22,7 +22,7 @@ from pipa_edge.data.datasets.base import resize_pair
 from pipa_edge.data.transforms import EvalTransform, TrainTransform, TransformConfig
 from pipa_edge.errors import ConfigError, DataError, PipaError
 
-LATER_TYPES = ("collected", "cityscapes_seq", "viper", "synthia_seq", "video")
+LATER_TYPES = ("cityscapes_seq", "viper", "synthia_seq", "video")
 
 
 class DatasetView(Dataset):

@@ -4,7 +4,7 @@
 definition of every graph option):
 
 - input ``float_nchw`` (already normalised) or ``uint8_nhwc`` (raw RGB frame; the graph does
-  ``permute → float → (x - 255·mean) / (255·std)``, written as one multiply-add);
+  ``float → permute → (x - 255·mean) / (255·std)``, written as one multiply-add);
 - output ``logits`` / ``probs`` (softmax over classes) / ``labels`` (argmax in the graph, cast to
   ``uint8`` so no INT64 tensor leaves the graph);
 - resolution ``model`` (the segmenter's output stride) or ``input`` (bilinear,
@@ -47,7 +47,8 @@ class DeployModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_format == "uint8_nhwc":
-            x = x.permute(0, 3, 1, 2).to(torch.float32) * self.scale + self.bias
+            # cast before the transpose: TensorRT has no UInt8 Transpose
+            x = x.to(torch.float32).permute(0, 3, 1, 2) * self.scale + self.bias
         logits = self.segmenter.forward_features(x).logits_low
         if self.output_resolution == "input":
             size = self.static_size if self.static_size is not None else x.shape[-2:]

@@ -137,15 +137,17 @@ def build_engine(onnx_path: str | Path, meta: ModelMeta, cfg, precision: str, ou
         mk = [tuple([b] + shape[1:]) for b in (1, cfg.opt_batch, cfg.max_batch)]
         prof.set_shape(inp.name, *mk)
         config.add_optimization_profile(prof)
-    cache_file = _timing_cache_path(cfg, version, sm)
-    cache = config.create_timing_cache(cache_file.read_bytes() if cache_file.is_file() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=True)
+    cache_file = None if flavour == "tensorrt_rtx" else _timing_cache_path(cfg, version, sm)  # no-op in RTX
+    if cache_file is not None:
+        cache = config.create_timing_cache(cache_file.read_bytes() if cache_file.is_file() else b"")
+        config.set_timing_cache(cache, ignore_mismatch=True)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise TensorRTBuildError(f"{onnx_path}: TensorRT {version} failed to build the {precision} engine "
                                  "(see the TensorRT log above)")
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    cache_file.write_bytes(memoryview(config.get_timing_cache().serialize()))
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        cache_file.write_bytes(memoryview(config.get_timing_cache().serialize()))
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = engine.with_name(f".{engine.name}.tmp")
     tmp.write_bytes(memoryview(plan))
@@ -157,6 +159,6 @@ def build_engine(onnx_path: str | Path, meta: ModelMeta, cfg, precision: str, ou
                        tensorrt_version=version, tensorrt_flavour=flavour, strongly_typed=strongly, gpu=gpu_name,
                        sm=sm, build_time_s=round(build_s, 2), built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        fp32_pinned_layers=pinned, int8_mode=cfg.int8_mode if precision == "int8" else None,
-                       timing_cache=str(cache_file))
+                       timing_cache=str(cache_file) if cache_file else None)
     write_sidecar(engine, emeta)
     return engine, emeta, False

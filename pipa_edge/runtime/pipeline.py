@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional
 
 import numpy as np
 from pydantic import Field
@@ -49,7 +49,7 @@ class RunOptions(StrictModel):
     hysteresis_delta: float = Field(0.1, ge=0.0, le=1.0)
     hysteresis_frames: int = Field(3, ge=1)
     keyframe: int = Field(1, ge=1)  # run the model every N frames
-    max_frames: Optional[int] = Field(None, ge=1)
+    max_frames: Optional[int] = Field(None, ge=1)  # frames captured (a live source may drop some of them)
     stats_json: Optional[str] = None
     stats_interval: float = Field(1.0, gt=0.0)
     log_stats: bool = True
@@ -103,6 +103,7 @@ class _Runner:
         self.filter = TemporalFilter(opts.smooth_alpha, opts.hysteresis_delta, opts.hysteresis_frames,
                                      enabled=opts.smooth)
         self.viz = Visualizer(meta.classes, opts.viz, opts.alpha, opts.legend)
+        self.on_frame = None
 
     # ---- capture ----
     def capture(self) -> None:
@@ -128,10 +129,12 @@ class _Runner:
                     if self.live and o.reconnect or o.loop:
                         src.close()
                         opened = False
-                        if self.live:
-                            self._lost(f"{src.spec.uri}: end of stream; reopening")
-                            connected = False
                         segment += 1
+                        if self.live:
+                            self._lost(f"{src.spec.uri}: end of stream; reopening in {backoff:.1f} s")
+                            connected = False
+                            self.stop.wait(backoff)
+                            backoff = min(backoff * 2, o.max_backoff)
                         continue
                     self.reason = "end of stream"
                     break
@@ -140,6 +143,7 @@ class _Runner:
                         raise SourceError(str(e)) from None
                     src.close()
                     opened, connected = False, False
+                    segment += 1
                     self._lost(f"{e}; reopening in {backoff:.1f} s")
                     self.stop.wait(backoff)
                     backoff = min(backoff * 2, o.max_backoff)
@@ -149,12 +153,15 @@ class _Runner:
                     if self.live and o.reconnect and connected and now - last > o.stall_timeout:
                         src.close()
                         opened, connected = False, False
+                        segment += 1
                         self._lost(f"{src.spec.uri}: no frame for {now - last:.1f} s; reopening")
                     continue
                 if not connected and idx > 0:
                     log.ok("run", f"{src.spec.uri}: receiving frames again")
                 connected, last, backoff = True, now, 0.1
-                f.index, f.pts_ns = idx, segment  # pts slot reused as the segment id (reset filter)
+                f.index, f.segment = idx, segment
+                if not src.drop and f.index % o.keyframe == 0:  # resize here, overlapping the model
+                    self._preprocess(f)
                 idx += 1
                 if not self.frames_in.put(f):
                     break
@@ -169,12 +176,19 @@ class _Runner:
         self.reconnects += 1
         log.warn("run", msg)
 
-    # ---- inference ----
-    def infer(self) -> None:
+    def _preprocess(self, f: Frame) -> np.ndarray:
         import cv2
 
+        t0 = time.monotonic()
+        mh, mw = self.backend.meta.input_size
+        img = f.image
+        f.model_input = img if img.shape[:2] == (mh, mw) else cv2.resize(img, (mw, mh), interpolation=cv2.INTER_LINEAR)
+        f.pre_s = time.monotonic() - t0
+        return f.model_input
+
+    # ---- inference ----
+    def infer(self) -> None:
         b, o = self.backend, self.o
-        mh, mw = b.meta.input_size
         labels, prev, segment = None, None, None
         try:
             while True:
@@ -185,18 +199,19 @@ class _Runner:
                 if f is None:
                     continue
                 t0 = time.monotonic()
-                if f.pts_ns != segment:
+                if f.segment != segment:  # new stream after a reopen/loop: restart the filter
                     self.filter.reset()
-                    labels, prev, segment = None, None, f.pts_ns
+                    labels, prev, segment = None, None, f.segment
                 if labels is None or f.index % o.keyframe == 0:
-                    img = f.image
-                    x = img if img.shape[:2] == (mh, mw) else cv2.resize(img, (mw, mh), interpolation=cv2.INTER_LINEAR)
+                    x = f.model_input if f.model_input is not None else self._preprocess(f)
                     t1 = time.monotonic()
                     out = b.infer(x[None])
                     t2 = time.monotonic()
                     labels = self.filter.update(out, self.kind)[0]
                     t3 = time.monotonic()
-                    self.stats.model_step(t1 - t0, t2 - t1, t3 - t2)
+                    self.stats.model_step(f.pre_s, t2 - t1, t3 - t2)
+                if self.on_frame is not None:
+                    self.on_frame(f, labels)
                 flip = flip_rate(prev, labels)
                 prev = labels
                 if not self.results.put(_Result(f, labels, t0 - f.t_capture, flip)):
@@ -245,11 +260,15 @@ class _Runner:
         return run
 
 
-def run_stream(source: str | None = None, output: str | None = None, model=None, **opts) -> RunSummary:
+def run_stream(source: str | None = None, output: str | None = None, model=None, *,
+               on_frame: Callable[[Frame, np.ndarray], None] | None = None,
+               stop_event: threading.Event | None = None, **opts) -> RunSummary:
     """Segment ``source`` into ``output`` with ``model`` (a Backend or a model file path).
 
-    ``opts`` are :class:`RunOptions` fields. Returns the :class:`RunSummary` (also written to
-    ``stats_json`` when given). Raises :class:`~pipa_edge.errors.PipaError` for bad URIs/models.
+    ``opts`` are :class:`RunOptions` fields. ``on_frame(frame, labels)`` is called in the inference
+    thread after the temporal filter (labels at model resolution; e.g. an on-device collector);
+    setting ``stop_event`` stops the run like SIGINT. Returns the :class:`RunSummary` (also written
+    to ``stats_json``). Raises :class:`~pipa_edge.errors.PipaError` for bad URIs/models.
     """
     o = validate(RunOptions, opts, where="run options")
     if model is None:
@@ -259,9 +278,10 @@ def run_stream(source: str | None = None, output: str | None = None, model=None,
     src = open_source(src_spec, drop=o.drop)
     sink = open_sink(out_spec)
     backend, owned = _load(model, o.backend, o.backend_opts)
-    stop = threading.Event()
+    stop = stop_event if stop_event is not None else threading.Event()
     stats = StatsTracker()
     runner = _Runner(src, sink, backend, o, stats, stop)
+    runner.on_frame = on_frame
     log.stage("run", f"{src_spec.describe()} → {out_spec.kind} '{out_spec.uri}' with {backend.describe()}")
     old_handlers = {}
     if o.handle_signals and threading.current_thread() is threading.main_thread():

@@ -27,6 +27,9 @@ class Frame:
     index: int  # running index over the whole run (across reconnects/loops)
     t_capture: float  # time.monotonic() when the frame reached the runtime
     pts_ns: int = -1
+    model_input: np.ndarray | None = None  # resized for the model (done early when frames are not dropped)
+    pre_s: float = 0.0  # time spent resizing
+    segment: int = 0  # bumped at every reopen/loop: the temporal filter restarts
 
 
 class SourceEnded(Exception):

@@ -34,6 +34,7 @@ class RunSummary:
     age_ms_p50: float | None = None  # capture → inference starts (how stale the frame is)
     age_ms_p99: float | None = None
     infer_ms_p50: float | None = None  # backend.infer only
+    infer_ms_mean: float | None = None
     preprocess_ms_p50: float | None = None
     temporal_ms_p50: float | None = None  # softmax + EMA + hysteresis
     temporal_pct_of_infer: float | None = None  # sum(temporal) / sum(infer) * 100
@@ -146,6 +147,7 @@ class StatsTracker:
                 frames=self.frames, inferred=self.inferred, duration_s=round(time.monotonic() - self.t_start, 3),
                 fps=round(fps, 3), latency_ms_p50=ms(self.latency, 50), latency_ms_p99=ms(self.latency, 99),
                 age_ms_p50=ms(self.age, 50), age_ms_p99=ms(self.age, 99), infer_ms_p50=ms(self.infer, 50),
+                infer_ms_mean=round(1000 * self.infer_sum / self.inferred, 3) if self.inferred else None,
                 preprocess_ms_p50=ms(self.pre, 50), temporal_ms_p50=ms(self.temporal, 50),
                 temporal_pct_of_infer=(round(100 * self.temporal_sum / self.infer_sum, 3)
                                        if self.infer_sum > 0 else None),

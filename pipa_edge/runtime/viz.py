@@ -9,17 +9,6 @@ from pipa_edge.data.classes import ClassSet
 VIZ_MODES = ("overlay", "mask", "side")
 
 
-def upsample_labels(labels: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """``(h, w)`` integer labels → ``(H, W)`` by nearest neighbour (cv2, exact for integers)."""
-    import cv2
-
-    h, w = hw
-    if labels.shape == (h, w):
-        return labels
-    return cv2.resize(labels.astype(np.uint8 if labels.max(initial=0) < 256 else np.int32, copy=False), (w, h),
-                      interpolation=cv2.INTER_NEAREST)
-
-
 class Visualizer:
     """``render(frame_rgb (H,W,3) uint8, labels (h,w) int) -> (H, W or 2W, 3) uint8`` RGB."""
 
@@ -44,19 +33,27 @@ class Visualizer:
         return self._pal[lab]
 
     def render(self, frame: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Colour at label resolution, upsample the colours (nearest), blend with cv2 (SIMD)."""
+        import cv2
+
         h, w = frame.shape[:2]
-        lab = upsample_labels(labels, (h, w))
-        color = self.colorize(lab)
+        color = self.colorize(labels)
+        if color.shape[:2] != (h, w):
+            color = cv2.resize(color, (w, h), interpolation=cv2.INTER_NEAREST)
         if self.mode == "mask":
-            out = color
+            out = np.ascontiguousarray(color)
         else:
             a = self.alpha
-            blend = (frame.astype(np.float32) * (1.0 - a) + color.astype(np.float32) * a + 0.5).astype(np.uint8)
+            blend = cv2.addWeighted(np.ascontiguousarray(frame), 1.0 - a, color, a, 0.0)
             out = blend if self.mode == "overlay" else np.concatenate([frame, blend], axis=1)
-        out = np.ascontiguousarray(out)
         if self.legend:
-            present = np.unique(lab) if self.present_only else np.arange(self.classes.num_classes)
-            self.draw_legend(out, [int(i) for i in present if 0 <= i < self.classes.num_classes])
+            k = self.classes.num_classes
+            if self.present_only:
+                lab = labels.ravel()
+                present = np.flatnonzero(np.bincount(lab[(lab >= 0) & (lab < k)].astype(np.int64), minlength=k))
+            else:
+                present = np.arange(k)
+            self.draw_legend(out, [int(i) for i in present])
         return out
 
     def draw_legend(self, img: np.ndarray, class_ids: list[int]) -> None:

@@ -66,21 +66,32 @@ def _val_name(cfg, i: int, n: int) -> str:
     return base if n == 1 else f"{i}_{base}"
 
 
+def _in_model_classes(d, classes: str):
+    """Datasets without an explicit class set deliver labels in the model's classes (mapped by name)."""
+    return d.model_copy(update={"classes": classes}) if d.classes is None else d
+
+
 def build_datasets(cfg: TrainConfig):
     from pipa_edge.data.build import AugmentedDataset, build_dataset, build_eval_dataset
+    from pipa_edge.data.classes import get_class_set
     from pipa_edge.data.transforms import TrainTransform
 
-    src_base = build_dataset(cfg.source)
+    model_classes = get_class_set(cfg.model.classes)
+    src_base = build_dataset(_in_model_classes(cfg.source, cfg.model.classes))
     if not getattr(src_base, "has_labels", True) or not cfg.source.labels:
-        raise ConfigError(f"source dataset {cfg.source.root}: key 'source.labels': source-only training needs labels")
+        raise ConfigError(f"source dataset {cfg.source.root}: key 'source.labels': source images need labels")
+    if tuple(src_base.classes.names) != tuple(model_classes.names):
+        raise ConfigError(f"source dataset {cfg.source.root}: key 'source.classes': '{src_base.classes.name}' "
+                          f"differs from model.classes '{model_classes.name}'")
     source = AugmentedDataset(src_base, TrainTransform(cfg.transform), cfg.seed)
     target = None
     if cfg.target is not None:
-        tcfg = cfg.target.model_copy(update={"labels": False})
+        tcfg = _in_model_classes(cfg.target, cfg.model.classes).model_copy(update={"labels": False})
         target = AugmentedDataset(build_dataset(tcfg), TrainTransform(cfg.target_transform or cfg.transform),
                                   cfg.seed + TARGET_SEED_OFFSET)
     vals = cfg.val_list
-    val = {_val_name(v, i, len(vals)): build_eval_dataset(v) for i, v in enumerate(vals)}
+    val = {_val_name(v, i, len(vals)): build_eval_dataset(_in_model_classes(v, cfg.model.classes))
+           for i, v in enumerate(vals)}
     return source, target, val
 
 

@@ -53,6 +53,33 @@ def list_images(folder: Path, suffix: str = "") -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
 
 
+def select_split(images: list[Path], root: Path, split: str, what: str) -> list[Path]:
+    """For datasets without split folders: ``train``/``all`` = every image, else the stems listed in
+    ``root/<split>.txt`` (file names or stems, one a line)."""
+    if split in ("train", "all"):
+        return images
+    list_file = root / f"{split}.txt"
+    if not list_file.is_file():
+        raise DataError(f"{list_file}: {what} split '{split}' needs this list file (or use split 'train'/'all')")
+    wanted = {Path(line.strip()).stem for line in list_file.read_text().splitlines() if line.strip()}
+    return [p for p in images if p.stem in wanted]
+
+
+def paired_records(images: Sequence[Path], lab_dir: Path | None) -> list[Record]:
+    """One record per image, label ``lab_dir/<stem>.png`` (``lab_dir`` absent → image-only).
+
+    A labelled folder with a missing label file is a :class:`DataError` naming that file.
+    """
+    has_labels = lab_dir is not None and lab_dir.is_dir()
+    records = []
+    for p in images:
+        lab = lab_dir / (p.stem + ".png") if has_labels else None
+        if lab is not None and not lab.is_file():
+            raise DataError(f"{lab}: label missing for image {p.name}")
+        records.append(Record(p, lab, p.stem))
+    return records
+
+
 def _png_color_type(path: Path) -> int:
     """PNG IHDR colour type (3 = palette) or -1 for non-PNG files."""
     with open(path, "rb") as f:

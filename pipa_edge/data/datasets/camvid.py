@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from pipa_edge.data.classes import CAMVID11, ClassSet
-from pipa_edge.data.datasets.base import Record, SegDataset, compose_lut, identity_lut, list_images
+from pipa_edge.data.datasets.base import SegDataset, compose_lut, identity_lut, list_images, paired_records
 from pipa_edge.errors import DataError
 
 
@@ -41,13 +41,7 @@ class CamVidDataset(SegDataset):
         images = list_images(img_dir)
         if not images:
             raise DataError(f"{img_dir}: no images found")
-        has_labels = lab_dir.is_dir()
-        records = []
-        for p in images:
-            lab = lab_dir / (p.stem + ".png") if has_labels else None
-            if lab is not None and not lab.is_file():
-                raise DataError(f"{lab}: label missing for image {p.name}")
-            records.append(Record(p, lab, p.stem))
+        records = paired_records(images, lab_dir if labels else None)
         # 0..10 are classes; 11 (void) and anything else → ignore
         lut, cls = compose_lut(identity_lut(CAMVID11.num_classes), CAMVID11, classes)
         super().__init__(root, records, cls, lut, labels=labels, resize=resize, limit=limit)

@@ -62,6 +62,8 @@ class CityscapesDataset(SegDataset):
                         raise DataError(f"{label_ids}: label missing for image {p.name} "
                                         "(neither labelTrainIds nor labelIds)")
                 records.append(Record(p, lab, base))
+        if not records:
+            raise DataError(f"{img_root}: no *{self.IMG_SUFFIX} images found in its city folders")
         self._train_lut, cls = compose_lut(identity_lut(CITYSCAPES19.num_classes), CITYSCAPES19, classes)
         self._id_lut, _ = compose_lut(LABEL_ID_LUT, CITYSCAPES19, classes)
         super().__init__(root, records, cls, self._train_lut, labels=labels, resize=resize, limit=limit)

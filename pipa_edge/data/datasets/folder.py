@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 
 from pipa_edge.data.classes import IGNORE_INDEX, ClassSet
-from pipa_edge.data.datasets.base import Record, SegDataset, identity_lut, list_images
+from pipa_edge.data.datasets.base import SegDataset, identity_lut, list_images, paired_records
 from pipa_edge.errors import ConfigError, DataError
 
 
@@ -77,13 +77,7 @@ class FolderDataset(SegDataset):
         if not images:
             raise DataError(f"{img_dir}: no images found")
         lab_dir = base / "labels"
-        has_labels = lab_dir.is_dir()
-        records = []
-        for p in images:
-            lab = lab_dir / (p.stem + ".png") if has_labels else None
-            if lab is not None and not lab.is_file():
-                raise DataError(f"{lab}: label missing for image {p.name}")
-            records.append(Record(p, lab, p.stem))
+        records = paired_records(images, lab_dir if labels else None)
         lut = load_id_map(id_map, classes) if id_map else identity_lut(classes.num_classes)
         super().__init__(root, records, classes, lut, labels=labels, resize=resize, limit=limit)
         self.split = split

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Sequence
 
 from pipa_edge.data.classes import CLASS_SETS, ClassSet
-from pipa_edge.data.datasets.base import Record, SegDataset, compose_lut, list_images, require_dir
+from pipa_edge.data.datasets.base import SegDataset, compose_lut, list_images, paired_records, require_dir, \
+    select_split
 from pipa_edge.data.datasets.cityscapes import LABEL_ID_LUT
 from pipa_edge.errors import DataError
 
@@ -26,22 +27,11 @@ class GTA5Dataset(SegDataset):
         require_dir(root, "GTA5 root")
         img_dir = require_dir(root / "images", "GTA5 images folder")
         images = list_images(img_dir)
-        if split not in ("train", "all"):
-            list_file = root / f"{split}.txt"
-            if not list_file.is_file():
-                raise DataError(f"{list_file}: GTA5 split '{split}' needs this list file (or use split 'train'/'all')")
-            wanted = {Path(line.strip()).stem for line in list_file.read_text().splitlines() if line.strip()}
-            images = [p for p in images if p.stem in wanted]
+        images = select_split(images, root, split, "GTA5")
         if not images:
             raise DataError(f"{img_dir}: no images found")
         lab_dir = root / "labels"
-        has_labels = lab_dir.is_dir()
-        records = []
-        for p in images:
-            lab = lab_dir / (p.stem + ".png") if has_labels else None
-            if lab is not None and not lab.is_file():
-                raise DataError(f"{lab}: label missing for image {p.name}")
-            records.append(Record(p, lab, p.stem))
+        records = paired_records(images, lab_dir if labels else None)
         native = CLASS_SETS["cityscapes19"]
         lut, cls = compose_lut(LABEL_ID_LUT, native, classes)
         super().__init__(root, records, cls, lut, labels=labels, resize=resize, limit=limit)

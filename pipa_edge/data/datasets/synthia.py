@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Sequence
 
 from pipa_edge.data.classes import CLASS_SETS, ClassSet
-from pipa_edge.data.datasets.base import Record, SegDataset, compose_lut, list_images, require_dir, table_lut
+from pipa_edge.data.datasets.base import SegDataset, compose_lut, list_images, paired_records, require_dir, \
+    select_split, table_lut
 from pipa_edge.errors import DataError
 
 # SYNTHIA id → Cityscapes trainId (DAFormer tools/convert_datasets/synthia.py, from SYNTHIA's README)
@@ -32,22 +33,11 @@ class SynthiaDataset(SegDataset):
         require_dir(root, "SYNTHIA root")
         img_dir = require_dir(root / "RGB", "SYNTHIA RGB folder")
         images = list_images(img_dir)
-        if split not in ("train", "all"):
-            list_file = root / f"{split}.txt"
-            if not list_file.is_file():
-                raise DataError(f"{list_file}: SYNTHIA split '{split}' needs this list file (or use split 'train'/'all')")
-            wanted = {Path(line.strip()).stem for line in list_file.read_text().splitlines() if line.strip()}
-            images = [p for p in images if p.stem in wanted]
+        images = select_split(images, root, split, "SYNTHIA")
         if not images:
             raise DataError(f"{img_dir}: no images found")
         lab_dir = root / "GT" / "LABELS"
-        has_labels = lab_dir.is_dir()
-        records = []
-        for p in images:
-            lab = lab_dir / (p.stem + ".png") if has_labels else None
-            if lab is not None and not lab.is_file():
-                raise DataError(f"{lab}: label missing for image {p.name}")
-            records.append(Record(p, lab, p.stem))
+        records = paired_records(images, lab_dir if labels else None)
         native = CLASS_SETS["cityscapes19"]
         lut, cls = compose_lut(table_lut(SYNTHIA_ID_TO_TRAIN_ID), native, classes)
         super().__init__(root, records, cls, lut, labels=labels, resize=resize, limit=limit,

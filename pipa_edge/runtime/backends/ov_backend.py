@@ -32,6 +32,7 @@ class OpenVINOBackend(Backend):
                     raise ModelFileError(f"{f}: file does not match its sidecar (sha256 differs or file missing)")
         threads = threads if threads is not None else int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
         cfg = {"INFERENCE_NUM_THREADS": int(threads)} if threads else {}
+        device = device.upper() if device.lower() in ("cpu", "gpu", "npu", "auto") else device
         core = ov.Core()
         try:
             self.compiled = core.compile_model(core.read_model(str(p)), device, cfg)

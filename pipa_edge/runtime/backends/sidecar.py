@@ -42,6 +42,9 @@ def write_json_atomic(path: str | Path, data: dict) -> Path:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2)
             f.write("\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; sidecars are ordinary files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -67,6 +67,6 @@ def check_engine_meta(path: str | Path, meta: ModelMeta, trt_version: str, flavo
                              "engines are not portable across versions: rebuild it on this machine "
                              "with `pipa-edge export --format engine`")
     built_sm = str(ex.get("sm", ""))
-    if sm and built_sm and built_sm not in ("rtx", sm):
+    if sm and built_sm and built_sm not in ("rtx", "any", sm):
         raise ModelFileError(f"{path}: engine was built for GPU sm{built_sm} ({ex.get('gpu', '?')}) but this GPU "
                              f"is sm{sm}; rebuild it on this device")

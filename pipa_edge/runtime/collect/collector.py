@@ -7,7 +7,8 @@
         col.offer(frame, probs, t)          # never blocks: a full queue drops the offer (counted)
     col.close()                             # processes what is queued, closes the store
 
-``offer`` only copies the arrays (``copy_frames``) and enqueues them. The worker thread (lowered
+``offer`` only copies the frame (``copy_frames``; the probabilities too with ``copy_probs``) and
+enqueues them. The worker thread (lowered
 priority on Linux) runs :class:`~pipa_edge.runtime.collect.select.Selector`, encodes the files and
 writes them through :class:`~pipa_edge.runtime.collect.store.Store`. When the disk is full
 (``ENOSPC``/``EDQUOT``) collection stops with one warning; ``offer`` keeps returning at once, so
@@ -104,8 +105,9 @@ class Collector:
         self._thread.start()
 
     # -- inference thread ---------------------------------------------------------------------
-    def offer(self, frame_rgb: np.ndarray, probs: np.ndarray, t: float | None = None) -> None:
-        """Hand one frame ``(H, W, 3) uint8`` RGB and its probabilities ``(K, h, w) float32`` over.
+    def offer(self, frame_rgb: np.ndarray, probs: np.ndarray, t: float | None = None, kind: str = "probs") -> None:
+        """Hand one frame ``(H, W, 3) uint8`` RGB and its probabilities ``(K, h, w) float32`` over
+        (``kind="logits"``: raw scores, the softmax then runs on the worker thread).
 
         Returns at once; drops the offer when the worker is behind (``stats()["dropped"]``)."""
         t0 = time.perf_counter()
@@ -115,10 +117,14 @@ class Collector:
         else:
             if t is None:
                 t = time.monotonic()
+            if kind not in ("probs", "logits"):
+                raise ValueError(f"offer: kind must be 'probs' or 'logits', not {kind!r}")
             if self.cfg.copy_frames:
-                frame_rgb, probs = np.array(frame_rgb, copy=True), np.array(probs, np.float32, copy=True)
+                frame_rgb = np.array(frame_rgb, copy=True)
+            if self.cfg.copy_probs:
+                probs = np.array(probs, copy=True)
             try:
-                self._q.put_nowait((frame_rgb, probs, float(t)))
+                self._q.put_nowait((frame_rgb, probs, float(t), kind == "logits"))
             except queue.Full:
                 self.n_dropped += 1
         self.offer_seconds += time.perf_counter() - t0
@@ -159,8 +165,11 @@ class Collector:
             finally:
                 self._q.task_done()
 
-    def _process(self, frame: np.ndarray, probs: np.ndarray, t: float) -> None:
+    def _process(self, frame: np.ndarray, probs: np.ndarray, t: float, logits: bool = False) -> None:
         cfg = self.cfg
+        if logits:
+            e = np.exp(probs - probs.max(axis=0, keepdims=True))
+            probs = e / e.sum(axis=0, keepdims=True)
         dec = self.selector.decide(frame, probs, t, self._hashes if cfg.dedup.enabled else None, self._counts)
         self.n_analysed += 1
         if not dec.accept:

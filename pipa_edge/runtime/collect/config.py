@@ -107,7 +107,8 @@ class CollectConfig(StrictModel):
     quota_overrides: dict[str, int] = Field(default_factory=dict)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     queue_size: int = Field(2, ge=1)  # offers waiting for the worker; more are dropped (counted)
-    copy_frames: bool = True  # copy frame/probs in offer() (the caller may reuse its buffers)
+    copy_frames: bool = True  # copy the frame in offer() (capture may reuse its buffers)
+    copy_probs: bool = False  # backends return a fresh output array per call: no copy needed
     worker_nice: int = Field(10, ge=0, le=19)  # Linux: lower the worker thread's priority
 
 

@@ -153,8 +153,6 @@ class Selector:
         for c in np.flatnonzero(tot >= max(t.min_pixels, 1)):
             idx = int(np.searchsorted(cum[c], t.percentile / 100.0 * tot[c]))
             out[c] = min(idx, NBINS - 1) / NBINS
-        if t.min_pixels == 0:
-            out[tot == 0] = t.min_value
         return np.clip(out, t.min_value, t.max_value).astype(np.float32)
 
     # -- decision -------------------------------------------------------------------------

@@ -136,8 +136,10 @@ def sample_files(root: Path) -> set[str]:
 
 
 def find_orphans(root: Path, live: dict[str, dict]) -> list[str]:
+    """Sample files no live entry references, and temp files (also meta/manifest rewrites cut short)."""
     referenced = {f["path"] for rec in live.values() for f in rec.get("files", {}).values()}
-    return sorted(sample_files(root) - referenced)
+    stray = {p.name for p in Path(root).glob(".*.tmp")}
+    return sorted((sample_files(root) - referenced) | stray)
 
 
 def entry_bytes(rec: dict) -> int:
