@@ -141,7 +141,7 @@ def build_jobs(a) -> list[dict]:
     return jobs
 
 
-def run_all(jobs: list[dict], parallel: int, out: Path) -> list[dict]:
+def run_all(jobs: list[dict], parallel: int, out: Path, reuse: bool = False) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     pending, running, done, results = list(jobs), {}, set(), []
     while pending or running:
@@ -151,6 +151,12 @@ def run_all(jobs: list[dict], parallel: int, out: Path) -> list[dict]:
             if j["dep"] and j["dep"] not in done:
                 continue
             tag = Path(j["out"]).name
+            old = out / f"result_{tag}.json"
+            if reuse and old.is_file():  # finished earlier (e.g. the source checkpoints): keep it
+                results.append(json.loads(old.read_text()))
+                done.add(tag)
+                pending.remove(j)
+                continue
             jf = out / f"job_{tag}.json"
             jf.write_text(json.dumps(j))
             log = open(out / f"job_{tag}.log", "w")
@@ -284,6 +290,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None)
     ap.add_argument("--timing", action="store_true", help="also time one training step: mean teacher vs PiPa++")
     ap.add_argument("--timing-only", action="store_true")
+    ap.add_argument("--reuse", action="store_true", help="keep runs whose result_*.json exists in --out")
     ap.add_argument("--summarize", metavar="DIR", help="only tabulate the result_*.json files in DIR")
     ap.add_argument("--synth", action="store_true", help="only the synthetic smoke table (CPU, minutes)")
     ap.add_argument("--synth-steps", type=int, default=20)
@@ -313,7 +320,7 @@ def main(argv=None) -> int:
     elif a.summarize:
         results = [json.loads(p.read_text()) for p in sorted(Path(a.summarize).glob("result_*.json"))]
     else:
-        results = run_all(build_jobs(a), a.parallel, Path(a.out))
+        results = run_all(build_jobs(a), a.parallel, Path(a.out), a.reuse)
     table = summarize(results)
     print_table(table)
     info = {"command": "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),

@@ -127,8 +127,37 @@ def main(argv=None) -> int:
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     print_table(rows)
+    print("\n" + markdown(result))
     print(f"wrote {args.json}")
     return 0
+
+
+def markdown(d: dict) -> str:
+    """The tables of docs/export.md, from the JSON."""
+    m = d["machine"]
+    lines = [f"Run: `{d['command'].strip()}`, {m['date']}; torch {m['torch']}, onnxruntime {m['onnxruntime']}, "
+             f"{m['threads']} threads; random weights, batch 1, uint8 RGB frame in → logits at input resolution out.",
+             "", "| model | torch eager | ORT FP32 (pipa backend) | ORT FP32 (bare `session.run`) | ORT INT8 QDQ "
+             "| OpenVINO FP32 | export wall FP32 / INT8 |", "|---|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        ms = r["ms"]
+        ref = ms["torch eager"]
+
+        def cell(k):
+            return f"{ms[k]:.0f} ms ({ref / ms[k]:.1f}×)" if k in ms else "n/a"
+
+        lines.append(f"| {r['arch']} @ {r['imgsz'][0]}×{r['imgsz'][1]} | {ref:.0f} ms | {cell('ORT FP32 (pipa backend)')} "
+                     f"| {cell('ORT FP32 (bare session.run)')} | {cell('ORT INT8 QDQ')} | {cell('OpenVINO FP32')} "
+                     f"| {r['export_fp32_s']} s / {r['export_int8_s']} s |")
+    lines += ["", "Key ratios, interleaved (A and B alternate, order flipped each round):", "",
+              "| model | torch eager / ORT FP32 (target ≥ 4×) | pipa ORT backend / bare `session.run` (target ≤ 1.05×) |",
+              "|---|---|---|"]
+    for r in d["rows"]:
+        a, b = r["interleaved_torch_vs_ort"], r["interleaved_backend_vs_bare"]
+        lines.append(f"| {r['arch']} | {a['ratio_of_medians']:.2f}× (median of {a['rounds']} per-round ratios "
+                     f"{a['median_of_ratios']:.2f}×) | {b['ratio_of_medians']:.3f}× (median of per-round ratios "
+                     f"{b['median_of_ratios']:.3f}×) |")
+    return "\n".join(lines)
 
 
 def print_table(rows) -> None:

@@ -9,7 +9,8 @@ both sides alike), all with :mod:`pipa_edge.bench` (exact percentiles, warm-up u
 1. exported ONNX Runtime vs torch eager (same graph: uint8 NHWC in, logits out), SegFormer-B0 and
    LR-ASPP-MobileNetV3, random weights (speed does not depend on them);
 2. our onnxruntime backend vs a bare ``InferenceSession.run`` on the same file and threads;
-3. ``pipa-edge run`` (``run_stream``, headless) FPS vs bare backend FPS on the same frames;
+3. ``pipa-edge run`` (``run_stream``, headless) FPS vs bare backend FPS on the same frames of the
+   real dash-cam clip (LR-ASPP, torch backend, logits at model resolution: docs/runtime.md's setup);
 4. temporal filter cost (softmax + EMA + hysteresis) as % of inference, on the backend's outputs;
 5. PiPa++ vs mean-teacher (vs source-only) training step time on the same synthetic batch.
 
@@ -94,22 +95,20 @@ def export_section(arch: str, hw, iters: int, rounds: int, threads: int | None, 
     return figs, res
 
 
-def runtime_section(hw, frames: int, rounds: int, threads: int | None, work: Path) -> tuple[list, dict]:
-    """run_stream FPS vs bare backend FPS, and the temporal filter's cost, LR-ASPP ORT backend."""
+def runtime_section(hw, frames: int, rounds: int, threads: int | None) -> tuple[list, dict]:
+    """run_stream FPS vs bare backend FPS, and the temporal filter's cost (LR-ASPP, torch backend)."""
     import cv2
 
     from pipa_edge.bench.latency import build_arch
     from pipa_edge.bench.stages import decode_pass
     from pipa_edge.bench.stats import LatencyStats
-    from pipa_edge.export.onnx import build_meta, export_onnx, save_onnx
-    from pipa_edge.runtime.backends import load_backend
+    from pipa_edge.runtime.backends.torch_backend import TorchBackend
     from pipa_edge.runtime.pipeline import run_stream
     from pipa_edge.runtime.temporal import TemporalFilter
 
     seg = build_arch("lraspp-mbv3")
-    path = work / f"lraspp_{hw[0]}x{hw[1]}_runtime.onnx"
-    save_onnx(export_onnx(seg, path, hw), path, build_meta(seg, hw, "float_nchw", "logits", "model"))
-    backend = load_backend(path, threads=threads)
+    # the configuration docs/runtime.md quotes: torch backend, logits at model resolution (stride 8)
+    backend = TorchBackend(segmenter=seg, input_size=hw, output_resolution="model", threads=threads)
     source = str(VIDEO) if VIDEO.is_file() else "test://?width=960&height=540"
     _dec, imgs, _fps = decode_pass(source, max_frames=frames, keep=frames)
     x = [cv2.resize(im, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)[None] for im in imgs]
@@ -133,14 +132,14 @@ def runtime_section(hw, frames: int, rounds: int, threads: int | None, work: Pat
     bare_fps = inf.fps_mean
     e2e = float(np.median(run_fps))
     figs = [
-        {"figure": f"`pipa-edge run` FPS vs bare backend FPS (LR-ASPP ORT {hw[0]}x{hw[1]}, headless)",
+        {"figure": f"`pipa-edge run` FPS vs bare backend FPS (LR-ASPP torch {hw[0]}x{hw[1]}, headless)",
          "ratio": e2e / bare_fps, "unit": "× (1 = no pipeline cost)", "a": f"run {e2e:.1f} FPS",
          "b": f"bare {bare_fps:.1f} FPS",
-         "how": f"median of {rounds} run_stream passes over {len(x)} frames (steady-state output FPS) / "
-                f"1000 / mean Backend.infer ms on the same frames, passes alternated"},
+         "how": f"median steady-state output FPS of {rounds} run_stream passes over {len(x)} frames, divided by "
+                f"1000 / (mean Backend.infer ms) on the same frames; passes alternated"},
         {"figure": "temporal filter cost (softmax + EMA + hysteresis), % of inference",
-         "ratio": 100.0 * flt.mean / inf.mean, "unit": "%", "a": f"filter {flt.p50:.2f} ms",
-         "b": f"infer {inf.p50:.2f} ms",
+         "ratio": 100.0 * flt.mean / inf.mean, "unit": "%", "a": f"filter mean {flt.mean:.2f} ms",
+         "b": f"infer mean {inf.mean:.2f} ms",
          "how": f"mean filter / mean infer on the backend's own outputs ({len(x)}×{rounds} frames); inside "
                 f"run_stream: {np.median([v for v in run_tpct if v is not None]):.1f} %"},
     ]
@@ -174,7 +173,8 @@ def write_markdown(path: Path, payload: dict) -> None:
         "Every performance figure the docs quote, measured as ratios in one run on one machine by the "
         "project's suite. Regenerate with:", "", "```", payload["command"], "```", "",
         f"Machine: {payload['machine']}. Python {env['python']}, OMP_NUM_THREADS={env['cpu']['omp_num_threads']}. "
-        f"Run {env['timestamp_utc']}, took {payload['elapsed_s']:.0f} s.", "",
+        f"Run {env['timestamp_utc']}, took {payload['elapsed_s']:.0f} s. Load average at the start / end "
+        f"(1, 5, 15 min): {payload.get('loadavg_start')} / {env['cpu'].get('loadavg')} on {env['cpu']['usable_cpus']} cores.", "",
         "**Read these as rough.** They come from a *shared 2-core x86 dev machine without a GPU*, with other "
         "engineers' jobs running at the same time: absolute milliseconds drift by tens of percent between runs. "
         "Each ratio compares measurements taken interleaved (A block, B block, ... repeated in rounds), so "
@@ -234,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     if threads:
         torch.set_num_threads(threads)
     hw, thw = parse_imgsz(a.imgsz), parse_imgsz(a.train_imgsz)
+    load0 = [round(v, 2) for v in os.getloadavg()]
     t0 = time.perf_counter()
     figures, results = [], []
     with tempfile.TemporaryDirectory(prefix="pipa-suite-") as tmp:
@@ -244,13 +245,13 @@ def main(argv: list[str] | None = None) -> int:
             results += r
         f, train = train_section("segformer-b0", thw, a.train_batch, a.train_iters, min(a.rounds, a.train_iters))
         figures += f
-        f, runtime = runtime_section(hw, a.frames, max(2, a.rounds // 2), threads, work)
+        f, runtime = runtime_section(hw, a.frames, max(2, a.rounds // 2), threads)
         figures += f
     env = capture_env()
     cmd = " ".join([f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')}", ".venv/bin/python bench/suite.py"]
                    + [shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])])
     payload = {"command": cmd, "machine": describe_machine(env) + " — shared 2-core dev machine, other jobs running",
-               "env": env, "elapsed_s": time.perf_counter() - t0, "figures": figures,
+               "env": env, "loadavg_start": load0, "elapsed_s": time.perf_counter() - t0, "figures": figures,
                "results": [r.to_dict() for r in results], "train": train, "runtime": runtime}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

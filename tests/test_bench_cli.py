@@ -31,10 +31,13 @@ def test_cli_arch_torch_and_onnxruntime(tmp_path, capsys):
     assert "lraspp-mbv3" in out and "1.00x" in out
 
     # the exported file benches directly (onnxruntime chosen by suffix), and compare prints ratios
-    rc = main(["bench", str(tmp_path / "models" / "lraspp-mbv3_64x64.onnx"), "--iters", "4", "--warmup", "1",
-               "--out", str(tmp_path), "--name", "file"])
+    # (a file's input size is fixed: --imgsz is ignored for it with a warning, not benched twice)
+    rc = main(["bench", str(tmp_path / "models" / "lraspp-mbv3_64x64.onnx"), "--imgsz", "128", "--imgsz", "96",
+               "--iters", "4", "--warmup", "1", "--out", str(tmp_path), "--name", "file"])
     assert rc == 0
-    assert _read(tmp_path / "file.json")["results"][0]["backend"] == "onnxruntime"
+    (only,) = _read(tmp_path / "file.json")["results"]
+    assert only["backend"] == "onnxruntime" and only["input_size"] == [64, 64]
+    assert "fixed input size" in capsys.readouterr().err
     capsys.readouterr()
     assert main(["bench", "--compare", str(tmp_path / "tiny.json"), str(tmp_path / "tiny.json")]) == 0
     assert "1.000" in capsys.readouterr().out

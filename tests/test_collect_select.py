@@ -150,3 +150,13 @@ def test_config_from_yaml_and_errors(tmp_path):
         load_collect_config(f)
     with pytest.raises(ConfigError, match="thresholds.per_class.unicorn.*no class 'unicorn'"):
         Selector(make_cfg(thresholds={"per_class": {"unicorn": 0.5}}), CAMVID11)
+
+
+def test_clock_restart_and_output_size_change_do_not_wedge_selection():
+    sel = Selector(make_cfg(min_interval_s=5.0, stability={"frames": 2, "max_flip_rate": 0.5},
+                            thresholds={"value": 0.5}), CAMVID11)
+    small, big = np.zeros((8, 8), np.uint8), np.zeros((16, 16), np.uint8)
+    assert sel.decide(textured(0), probs_from(small, 0.99), 100.0).reason == "unstable"
+    assert sel.decide(textured(1), probs_from(small, 0.99), 101.0).accept
+    assert sel.decide(textured(2), probs_from(big, 0.99), 102.0).reason == "interval"  # no shape error
+    assert sel.decide(textured(3), probs_from(big, 0.99), 0.5).accept  # clock went back: interval reset

@@ -112,6 +112,9 @@ def test_missing_root_split_and_empty_folder_errors(tmp_path):
     with pytest.raises(DataError, match="f000.png"):
         build_dataset(DatasetConfig(type="camvid", root=str(tmp_path)))
     assert len(build_dataset(DatasetConfig(type="camvid", root=str(tmp_path), labels=False))) == 1
+    _write_grey(tmp_path / "train" / "labels" / "f000.png", np.zeros((4, 4), np.uint8))  # wrong size
+    with pytest.raises(DataError, match="f000.png: label size 4x4 differs"):
+        build_dataset(DatasetConfig(type="camvid", root=str(tmp_path)))[0]
 
 
 @pytest.mark.parametrize("t", ["cityscapes_seq", "viper", "synthia_seq", "video"])

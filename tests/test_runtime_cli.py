@@ -81,3 +81,16 @@ def test_sample_to_array_respects_row_stride():
     sample = Gst.Sample.new(Gst.Buffer.new_wrapped(rows.tobytes()),
                             G.caps(f"video/x-raw,format=RGB,width={w},height={h},framerate=30/1"), None, None)
     np.testing.assert_array_equal(G.sample_to_array(sample), img)
+
+
+def test_cli_collect_offers_every_inferred_frame(tmp_path):
+    """--collect DIR hands each raw model output to the on-device collector (its own tests cover selection)."""
+    pytest.importorskip("pipa_edge.runtime.collect.runtime")
+    stats, out = tmp_path / "s.json", tmp_path / "collected"
+    rc = main(["run", "test://?width=128&height=64", "none", "--model", "builtin:palette", "--input-size", "32x64",
+               "--max-frames", "6", "--collect", str(out), "--collect-set", "min_interval_s=0", "--stats-json",
+               str(stats), "--quiet-stats"])
+    assert rc == 0
+    s = json.loads(stats.read_text())
+    assert s["collect"]["offered"] == s["inferred"] == 6
+    assert (out / "meta.json").is_file()

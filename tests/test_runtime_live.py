@@ -111,7 +111,8 @@ def test_rtp_output_feeds_rtp_source():
     assert "tx" in res and res["tx"].exit_reason == "stopped" and res["tx"].frames >= 15
 
 
-def test_sigint_finalises_playable_mp4(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_finalises_playable_mp4(tmp_path, sig):
     import cv2
 
     out, stats = tmp_path / "live.mp4", tmp_path / "stats.json"
@@ -126,14 +127,14 @@ def test_sigint_finalises_playable_mp4(tmp_path):
                 break
             time.sleep(0.1)
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _o, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err.decode()[-2000:]
     summary = json.loads(stats.read_text())
-    assert summary["exit_reason"] == "SIGINT" and summary["frames"] > 0
+    assert summary["exit_reason"] == sig.name and summary["frames"] > 0
     cap = cv2.VideoCapture(str(out))
     n = 0
     while cap.read()[0]:

@@ -38,7 +38,8 @@ def test_camera_and_network_sources():
     assert (s.kind, s.location, s.options["latency"]) == ("rtsp", "rtsp://user:pw@cam.local:8554/stream", 100)
     s = parse_source("rtp://@:5000")
     assert (s.kind, s.port, s.options["codec"], s.live) == ("rtp", 5000, "h264", True)
-    assert parse_source("rtp://239.0.0.1@:5004?codec=h265").options["codec"] == "h265"
+    s = parse_source("rtp://239.0.0.1:5004?codec=h265")
+    assert (s.location, s.port, s.options["codec"]) == ("239.0.0.1", 5004, "h265")
 
 
 def test_file_sources(tmp_path):
@@ -58,7 +59,7 @@ def test_file_sources(tmp_path):
 
 @pytest.mark.parametrize("uri", [
     "camera", "cameraX", "csi://a", "v4l2://dev/video0", "v4l2:///dev/sda", "rtsp://", "rtsp://bad host/x",
-    "rtp://:5000", "rtp://@:0", "rtp://@:70000", "rtp://@:5000?codec=vp9", "rtp://@:5000?bogus=1",
+    "rtp://:5000", "rtp://@:0", "rtp://10.0.0.2:5000", "rtp://@", "rtp://239.0.0.1", "rtp://@:70000", "rtp://@:5000?codec=vp9", "rtp://@:5000?bogus=1",
     "test://host", "test://?width=abc", "test://?width=-5", "test://?domain=mars", "http://example.com/x.mp4",
     "camera0?fps=1.5", "/no/such/file.mp4", "notes.txt", "file:///no/such/dir/*.png", "test://\x00",
 ])

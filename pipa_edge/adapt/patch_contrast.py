@@ -16,7 +16,7 @@ Loss (both directions A→B and B→A, each image, shapes ``z (n, D, fh, fw)``):
            z_A[a] . m_q / tau          for FIFO memory entries (pseudo-label != label of a)
     L    = mean_a -log( e^{s_a+} / (e^{s_a+} + sum_{n in N_a} e^{s_an}) )
 
-Anchors (at most ``anchors`` per image and direction) and negatives come from the sampler, with
+Anchors (at most ``anchors`` per image and direction, class-balanced in expectation) and negatives come from the sampler, with
 pseudo-labels for class balance and ``1 - teacher confidence`` as hardness. The embeddings come
 from the *student* (gradients reach its encoder); only memory entries are detached.
 """
@@ -120,12 +120,41 @@ def make_views(img: torch.Tensor, out_hw: tuple[int, int], scale=(0.5, 0.9), iou
     return views[0], views[1], boxes
 
 
+def boxes_tensor(boxes: list, device=None) -> torch.Tensor:
+    """``(N, 5)`` rows ``(y0, x0, h, w, flip)`` of a list of :class:`Box`."""
+    return torch.tensor([[b.y0, b.x0, b.h, b.w, float(b.flip)] for b in boxes], dtype=torch.float32, device=device)
+
+
+def cell_coords_batched(bt: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """:func:`cell_coords` for ``N`` boxes at once: ``(N, fh * fw, 2)`` (row-major cells)."""
+    fh, fw = size
+    n = bt.shape[0]
+    tx = (torch.arange(fw, device=bt.device, dtype=torch.float32) + 0.5) / fw
+    ty = (torch.arange(fh, device=bt.device, dtype=torch.float32) + 0.5) / fh
+    txb = torch.where(bt[:, 4:5] > 0.5, 1.0 - tx, tx)  # (N, fw)
+    u = bt[:, 1:2] + txb * bt[:, 3:4]
+    v = bt[:, 0:1] + ty * bt[:, 2:3]  # (N, fh)
+    return torch.stack([u[:, None, :].expand(n, fh, fw), v[:, :, None].expand(n, fh, fw)], dim=-1).reshape(n, -1, 2)
+
+
+def locate_batched(coords: torch.Tensor, bt: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`locate` for ``coords (N, P, 2)`` in boxes ``bt (N, 5)``."""
+    fh, fw = size
+    tx = (coords[..., 0] - bt[:, None, 1]) / bt[:, None, 3]
+    ty = (coords[..., 1] - bt[:, None, 0]) / bt[:, None, 2]
+    tx = torch.where(bt[:, None, 4] > 0.5, 1.0 - tx, tx)
+    jx, jy = tx * fw - 0.5, ty * fh - 0.5
+    eps = 1e-4
+    inside = (jx >= -eps) & (jx <= fw - 1 + eps) & (jy >= -eps) & (jy <= fh - 1 + eps)
+    return torch.stack([2 * tx - 1, 2 * ty - 1], dim=-1), inside
+
+
 def _lookup(maps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """Nearest pixel of a ``(H, W)`` map at image coordinates ``coords (P, 2)``."""
-    H, W = maps.shape[-2:]
-    ui = coords[:, 0].floor().long().clamp(0, W - 1)
-    vi = coords[:, 1].floor().long().clamp(0, H - 1)
-    return maps[vi, ui]
+    """Nearest pixel of ``(N, H, W)`` maps at image coordinates ``coords (N, P, 2)`` → ``(N, P)``."""
+    n, H, W = maps.shape
+    ui = coords[..., 0].floor().long().clamp(0, W - 1)
+    vi = coords[..., 1].floor().long().clamp(0, H - 1)
+    return maps.reshape(n, -1).gather(1, vi * W + ui)
 
 
 class PatchContrast(nn.Module):
@@ -143,64 +172,53 @@ class PatchContrast(nn.Module):
         self.memory_label: Optional[torch.Tensor] = None
         self.last_stats: dict[str, float] = {}
 
-    def _direction(self, za_map, zb_map, box_a: Box, box_b: Box, label: Optional[torch.Tensor],
-                   conf: Optional[torch.Tensor]):
-        d, fh, fw = za_map.shape
-        ca = cell_coords(box_a, (fh, fw), za_map.device).reshape(-1, 2)
-        loc, inside = locate(ca, box_b, (fh, fw))
-        lab = _lookup(label, ca) if label is not None else torch.zeros(ca.shape[0], dtype=torch.long, device=ca.device)
-        lab_in = torch.where(inside, lab, torch.full_like(lab, self.ignore_index))
-        score = None if conf is None else 1.0 - _lookup(conf, ca).float()
-        n_cls = max(1, int(torch.unique(lab_in[inside]).numel())) if bool(inside.any()) else 1
-        idx = self.sampler.anchors(lab_in, score, max(1, math.ceil(self.anchors / n_cls)), self.ignore_index)[: self.anchors]
-        if idx.numel() == 0:
-            return None
-        za = za_map.reshape(d, -1).t()[idx]  # (A, D)
-        zp = F.grid_sample(zb_map.unsqueeze(0), loc[idx].view(1, -1, 1, 2), mode="bilinear",
-                           align_corners=False).view(d, -1).t()
-        zp = F.normalize(zp, dim=1)
-        zb = zb_map.reshape(d, -1).t()  # (M, D)
-        cb = cell_coords(box_b, (fh, fw), za_map.device).reshape(-1, 2)
-        du = (ca[idx, None, 0] - cb[None, :, 0]).abs() / (box_b.w / fw)
-        dv = (ca[idx, None, 1] - cb[None, :, 1]).abs() / (box_b.h / fh)
-        allowed = torch.maximum(du, dv) >= self.neg_min_dist
-        sims = [(za * zp).sum(1, keepdim=True), za @ zb.t()]
-        masks = [torch.zeros_like(allowed[:, :1]), allowed]
-        if self.memory is not None and self.memory.numel() > 0:
-            sims.append(za @ self.memory.t())
-            mem_ok = torch.ones(idx.numel(), self.memory.shape[0], dtype=torch.bool, device=za.device)
-            if self.filter_memory_by_label and label is not None:
-                mem_ok = lab[idx].view(-1, 1) != self.memory_label.view(1, -1)
-            masks.append(mem_ok)
-        sim = torch.cat(sims, 1) / self.temperature
-        allowed = torch.cat(masks, 1)
-        neg = self.sampler.negatives(sim.detach(), allowed, self.neg_k)
-        pos = torch.zeros_like(allowed)
-        pos[:, 0] = True
-        return info_nce(sim, pos, neg), float(sims[0].detach().mean()), za.detach(), lab[idx]
-
     def forward(self, f1: torch.Tensor, f2: torch.Tensor, boxes: list, label: Optional[torch.Tensor] = None,
                 conf: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``f1, f2 (n, C, fh, fw)`` student features of the two views; ``boxes`` from
-        :func:`make_views`; ``label``/``conf (n, H, W)`` teacher pseudo-labels of the full images."""
+        :func:`make_views`; ``label``/``conf (n, H, W)`` teacher pseudo-labels of the full images.
+        Both directions (view 1 → 2 and 2 → 1) of all images are computed as one batch of 2n."""
         z1, z2 = self.head(f1), self.head(f2)
-        losses, cos, new_z, new_y = [], [], [], []
-        for b, (b1, b2) in enumerate(boxes):
-            lb = None if label is None else label[b]
-            cb = None if conf is None else conf[b]
-            for za, zb, ba, bb in ((z1[b], z2[b], b1, b2), (z2[b], z1[b], b2, b1)):
-                r = self._direction(za, zb, ba, bb, lb, cb)
-                if r is not None:
-                    losses.append(r[0])
-                    cos.append(r[1])
-                    new_z.append(r[2])
-                    new_y.append(r[3])
-        self.last_stats = {"pos_cos": sum(cos) / max(1, len(cos)), "pairs": float(len(losses))}
-        if self.memory_size > 0 and new_z:
-            self._enqueue(torch.cat(new_z), torch.cat(new_y))
-        if not losses:
+        n, d, fh, fw = z1.shape
+        dev = z1.device
+        za_map, zb_map = torch.cat([z1, z2]), torch.cat([z2, z1])  # (N, D, fh, fw), N = 2n
+        b1, b2 = boxes_tensor([b[0] for b in boxes], dev), boxes_tensor([b[1] for b in boxes], dev)
+        ba, bb = torch.cat([b1, b2]), torch.cat([b2, b1])
+        ca = cell_coords_batched(ba, (fh, fw))  # (N, P, 2)
+        loc, inside = locate_batched(ca, bb, (fh, fw))
+        lab = (_lookup(torch.cat([label, label]), ca) if label is not None
+               else torch.zeros(inside.shape, dtype=torch.long, device=dev))
+        score = None if conf is None else 1.0 - _lookup(torch.cat([conf, conf]).float(), ca)
+        idx, ok = self.sampler.anchors_batched(lab, score, inside, self.anchors)  # (N, A)
+        za = za_map.flatten(2).transpose(1, 2).gather(1, idx[..., None].expand(-1, -1, d))  # (N, A, D)
+        grid = loc.gather(1, idx[..., None].expand(-1, -1, 2)).unsqueeze(2)  # (N, A, 1, 2)
+        zp = F.normalize(F.grid_sample(zb_map, grid, mode="bilinear", align_corners=False)[..., 0].transpose(1, 2), dim=-1)
+        zb = zb_map.flatten(2).transpose(1, 2)  # (N, M, D)
+        cb = cell_coords_batched(bb, (fh, fw))
+        cs = ca.gather(1, idx[..., None].expand(-1, -1, 2))  # (N, A, 2)
+        du = (cs[:, :, None, 0] - cb[:, None, :, 0]).abs() / (bb[:, 3] / fw)[:, None, None]
+        dv = (cs[:, :, None, 1] - cb[:, None, :, 1]).abs() / (bb[:, 2] / fh)[:, None, None]
+        s_pos = (za * zp).sum(-1, keepdim=True)
+        sims, masks = [s_pos, torch.bmm(za, zb.transpose(1, 2))], [torch.zeros_like(ok[..., None]),
+                                                                   torch.maximum(du, dv) >= self.neg_min_dist]
+        lab_a = lab.gather(1, idx)
+        if self.memory is not None and self.memory.numel() > 0:
+            sims.append(za @ self.memory.t())
+            if self.filter_memory_by_label and label is not None:
+                masks.append(lab_a[..., None] != self.memory_label.view(1, 1, -1))
+            else:
+                masks.append(torch.ones(*ok.shape, self.memory.shape[0], dtype=torch.bool, device=dev))
+        sim = torch.cat(sims, -1)[ok] / self.temperature  # (anchors, 1 + M (+ Q))
+        allowed = torch.cat(masks, -1)[ok]
+        neg = self.sampler.negatives(sim.detach(), allowed, self.neg_k)
+        pos = torch.zeros_like(allowed)
+        pos[:, 0] = True
+        self.last_stats = {"pos_cos": float(s_pos[ok].detach().mean()) if bool(ok.any()) else 0.0,
+                           "anchors": float(ok.sum())}
+        if self.memory_size > 0 and bool(ok.any()):
+            self._enqueue(za[ok].detach(), lab_a[ok])
+        if sim.shape[0] == 0:
             return z1.sum() * 0.0
-        return torch.stack(losses).mean()
+        return info_nce(sim, pos, neg)
 
     @torch.no_grad()
     def _enqueue(self, z: torch.Tensor, y: torch.Tensor) -> None:

@@ -29,7 +29,7 @@ def bench(models: Sequence[str], backends: Sequence[str] | None = None, imgsz: S
 
     Returns the JSON payload plus ``"files"`` (paths written).
     """
-    from pipa_edge.bench.latency import open_case, parse_imgsz
+    from pipa_edge.bench.latency import _is_arch, open_case, parse_imgsz
     from pipa_edge.bench.report import print_table, write_all
 
     if not models and not train:
@@ -42,15 +42,14 @@ def bench(models: Sequence[str], backends: Sequence[str] | None = None, imgsz: S
     cases, opened = [], []
     try:
         for m in models:
+            resizable = _is_arch(m) or Path(m).suffix.lower() in (".pt", ".pth", ".ckpt")
+            if not resizable and sizes != [None]:
+                log.warn("bench", f"{m}: an exported file has a fixed input size; --imgsz is ignored for it")
             for b in bks:
-                for hw in sizes:
+                for hw in (sizes if resizable else [None]):
                     log.stage("bench", f"open {m}" + (f" with {b}" if b else "") + (f" at {hw[0]}x{hw[1]}" if hw else ""))
                     case = open_case(m, b, hw, device=device, threads=threads, workdir=Path(out_dir) / "models")
                     opened.append(case)
-                    if hw and tuple(case.backend.meta.input_size) != hw:
-                        log.warn("bench", f"{m}: the file is fixed at {case.backend.meta.input_size[0]}x"
-                                          f"{case.backend.meta.input_size[1]}; benchmarking that size, not "
-                                          f"{hw[0]}x{hw[1]}")
                     cases.append(case)
         if cases:
             from pipa_edge.bench.latency import bench_cases
@@ -71,7 +70,6 @@ def bench(models: Sequence[str], backends: Sequence[str] | None = None, imgsz: S
                                           workdir=Path(out_dir) / "e2e")
             print_stages(payload["e2e"], console=console)
         if train:
-            from pipa_edge.bench.latency import _is_arch
             from pipa_edge.bench.train_step import bench_train_step, default_adapt_config, print_train
 
             arch = train_arch or next((m for m in models if _is_arch(m)), "segformer-b0")

@@ -83,8 +83,12 @@ def cpu_info() -> dict:
     torch_threads = None
     if "torch" in sys.modules:  # don't import torch just to ask
         torch_threads = sys.modules["torch"].get_num_threads()
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]  # other processes competing for the cores
+    except (AttributeError, OSError):
+        load = None
     return {"model": cpu_model(), "logical_cpus": os.cpu_count(), "usable_cpus": affinity,
-            "torch_threads": torch_threads, "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+            "torch_threads": torch_threads, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "loadavg": load}
 
 
 def cuda_info() -> dict:

@@ -2,8 +2,9 @@
 
 Per case (model × backend × precision × resolution): warm-up (by count, or until stable), then
 N timed ``infer`` calls. Host latency = wall-clock of the call (result back on the host; device
-synchronised first when a GPU is used); GPU time = CUDA events around the call (torch CUDA
-stream; ``None`` on CPU). Several cases are timed **interleaved** in rounds (case A block, case B
+synchronised first when a GPU is used); GPU time = CUDA events around the call on torch's CUDA
+stream (torch backend on a GPU only; ``None`` on CPU and for TensorRT / ORT-CUDA, which use their
+own streams: they report host time after a device sync). Several cases are timed **interleaved** in rounds (case A block, case B
 block, ... repeated) so that slow drift of a shared machine hits every case alike and the ratios
 between rows stay fair.
 """
@@ -190,6 +191,7 @@ class _Runner:
         self.case, self.batch = case, batch
         self.frames = frames if frames is not None else make_frames(b.meta.input_size, batch, seed=seed)
         self.use_cuda = str(getattr(b, "device", "cpu")).startswith("cuda") and cuda_available()
+        self.events = b.name == "torch"  # CUDA events sit on torch's stream: GPU time for the torch backend only
         self.monitor = WarmupMonitor(count=warmup, max_s=warmup_s)
         self.host: list[float] = []
         self.gpu: list[float] = []
@@ -198,7 +200,7 @@ class _Runner:
     def once(self) -> tuple[float, float | None]:
         x = self.frames[self.i % len(self.frames)]
         self.i += 1
-        return time_call(lambda: self.case.backend.infer(x), self.use_cuda)
+        return time_call(lambda: self.case.backend.infer(x), self.use_cuda, self.events)
 
     def warm(self) -> None:
         while not self.monitor.done:

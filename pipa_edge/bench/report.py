@@ -25,7 +25,7 @@ METHOD = {
     "outliers": "kept (no clipping)",
     "fps": "batch * 1000 / p50_ms",
     "host_latency": "perf_counter around Backend.infer (output back on host; device synchronised when on GPU)",
-    "gpu_time": "CUDA events on the current torch stream around the call (null on CPU)",
+    "gpu_time": "CUDA events on the torch stream around the call (torch backend on GPU only, else null)",
     "speed_vs_first": "p50 of the first row / p50 of this row (>1 = faster than the first row)",
     "high_cov_warning": f"CoV > {HIGH_COV:.0%}",
 }

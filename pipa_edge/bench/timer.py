@@ -84,17 +84,24 @@ class CudaEventTimer:
         self.ms = float(self._start.elapsed_time(self._end))
 
 
-def time_call(fn: Callable[[], object], use_cuda: bool = False) -> tuple[float, float | None]:
-    """Run ``fn`` once: ``(host_ms, gpu_ms)``; ``gpu_ms`` is None unless ``use_cuda``.
+def time_call(fn: Callable[[], object], use_cuda: bool = False, events: bool = True) -> tuple[float, float | None]:
+    """Run ``fn`` once: ``(host_ms, gpu_ms)``; ``gpu_ms`` is None unless ``use_cuda`` and ``events``.
 
-    With ``use_cuda`` the host clock starts after a device sync and stops after the events and
-    the device have synchronised, so host time ≥ GPU time always holds.
+    With ``use_cuda`` the host clock starts after a device sync and stops after the device has
+    synchronised, so host time ≥ GPU time always holds. ``events`` records CUDA events on the
+    current *torch* stream: meaningful for work torch queues (the torch backend), not for a
+    library with its own streams (TensorRT, ORT-CUDA), where only host time is reported.
     """
     if not use_cuda:
         t0 = now_ns()
         fn()
         return ms_since(t0), None
     cuda_sync()
+    if not events:
+        t0 = now_ns()
+        fn()
+        cuda_sync()
+        return ms_since(t0), None
     ev = CudaEventTimer()
     t0 = now_ns()
     with ev:

@@ -43,6 +43,11 @@ def add_parser(sub) -> None:
     p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     p.add_argument("--headless", action="store_true", help="never open a display window")
     p.add_argument("--quiet-stats", dest="log_stats", action="store_false", help="no per-second stats line")
+    p.add_argument("--collect", default=None, metavar="DIR",
+                   help="keep selected frames + pseudo-labels in DIR (see docs/collection.md)")
+    p.add_argument("--collect-config", default=None, metavar="FILE", help="collector settings (YAML)")
+    p.add_argument("--collect-set", dest="collect_set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a collector setting (repeatable)")
     p.set_defaults(func=run)
 
 
@@ -91,5 +96,6 @@ def run(args) -> int:
                drop=args.drop, viz=args.viz, alpha=args.alpha, legend=args.legend, smooth=args.smooth,
                smooth_alpha=args.smooth_alpha, hysteresis_delta=args.hysteresis_delta,
                hysteresis_frames=args.hysteresis_frames, keyframe=args.keyframe, stats_json=args.stats_json,
-               max_frames=args.max_frames, log_stats=args.log_stats, handle_signals=True)
+               max_frames=args.max_frames, log_stats=args.log_stats, handle_signals=True, collect=args.collect,
+               collect_config=args.collect_config, collect_set=args.collect_set)
     return 0

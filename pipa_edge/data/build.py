@@ -60,6 +60,9 @@ def build_dataset(cfg: DatasetConfig | Mapping[str, Any]) -> Dataset:
         cfg = validate(DatasetConfig, cfg, where="dataset")
     if cfg.limit is not None and cfg.limit <= 0:
         raise ConfigError(f"dataset {cfg.root}: key 'limit': must be a positive number of samples")
+    if getattr(cfg, "pair_offset", None) is not None:  # video: frame pairs (t, t-k)
+        from pipa_edge.data.datasets.pairs import build_pairs
+        return build_pairs(cfg)
     classes = _requested_classes(cfg)
     root = Path(cfg.root).expanduser()
     common = dict(labels=cfg.labels, resize=cfg.resize, limit=cfg.limit)
@@ -92,8 +95,9 @@ def build_dataset(cfg: DatasetConfig | Mapping[str, Any]) -> Dataset:
     if t == "collected":  # a folder written by `pipa-edge run SOURCE --collect DIR` (pseudo-labels)
         from pipa_edge.runtime.collect.dataset import CollectedDataset
         return CollectedDataset(root, classes=classes, **common)
-    if t in LATER_TYPES:
-        raise PipaError(f"dataset type '{t}' is not implemented yet ({root})")
+    if t in LATER_TYPES + ("camvid_seq", "frames"):  # video sequences (single frames)
+        from pipa_edge.data.datasets.sequences import build_sequence_dataset
+        return build_sequence_dataset(cfg, classes)
     raise ConfigError(f"dataset {root}: key 'type': unknown dataset type '{t}'")  # pragma: no cover
 
 
@@ -129,14 +133,14 @@ class AugmentedDataset(Dataset):
 
 
 def worker_init_fn(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: one OpenCV/torch thread per worker (no oversubscription).
-
-    Randomness does not depend on it: :class:`AugmentedDataset` seeds every item itself.
+    """DataLoader ``worker_init_fn``: no OpenCV thread pool and one torch thread per worker (the
+    workers are the parallelism; no oversubscription). Randomness does not depend on it:
+    :class:`AugmentedDataset` seeds every item itself.
     """
     import cv2
     import torch
 
-    cv2.setNumThreads(1)
+    cv2.setNumThreads(0)
     torch.set_num_threads(1)
 
 

@@ -57,6 +57,9 @@ class RunOptions(StrictModel):
     stall_timeout: float = Field(1.0, gt=0.0)  # live source silent this long → reopen
     max_backoff: float = Field(1.0, gt=0.0)  # cap of the reopen back-off (resume ≤ 2 s)
     handle_signals: bool = False
+    collect: Optional[str] = None  # folder: on-device pseudo-label collection (pipa_edge.runtime.collect)
+    collect_config: Optional[str] = None
+    collect_set: list[str] = Field(default_factory=list)  # key=value overrides of the collect config
 
 
 @dataclass
@@ -104,6 +107,7 @@ class _Runner:
                                      enabled=opts.smooth)
         self.viz = Visualizer(meta.classes, opts.viz, opts.alpha, opts.legend)
         self.on_frame = None
+        self.collector = None
 
     # ---- capture ----
     def capture(self) -> None:
@@ -207,6 +211,8 @@ class _Runner:
                     t1 = time.monotonic()
                     out = b.infer(x[None])
                     t2 = time.monotonic()
+                    if self.collector is not None:  # returns at once; selection runs on its own thread
+                        self.collector.offer(f.image, out[0], t=f.t_capture, kind=self.kind)
                     labels = self.filter.update(out, self.kind)[0]
                     t3 = time.monotonic()
                     self.stats.model_step(f.pre_s, t2 - t1, t3 - t2)
@@ -262,12 +268,13 @@ class _Runner:
 
 def run_stream(source: str | None = None, output: str | None = None, model=None, *,
                on_frame: Callable[[Frame, np.ndarray], None] | None = None,
-               stop_event: threading.Event | None = None, **opts) -> RunSummary:
+               stop_event: threading.Event | None = None, collector=None, **opts) -> RunSummary:
     """Segment ``source`` into ``output`` with ``model`` (a Backend or a model file path).
 
     ``opts`` are :class:`RunOptions` fields. ``on_frame(frame, labels)`` is called in the inference
-    thread after the temporal filter (labels at model resolution; e.g. an on-device collector);
-    setting ``stop_event`` stops the run like SIGINT. Returns the :class:`RunSummary` (also written
+    thread after the temporal filter (labels at model resolution);
+    setting ``stop_event`` stops the run like SIGINT. ``collector`` (or ``collect=DIR``) receives
+    ``offer(frame_rgb, raw_output, t, kind)`` right after each inference. Returns the :class:`RunSummary` (also written
     to ``stats_json``). Raises :class:`~pipa_edge.errors.PipaError` for bad URIs/models.
     """
     o = validate(RunOptions, opts, where="run options")
@@ -282,6 +289,19 @@ def run_stream(source: str | None = None, output: str | None = None, model=None,
     stats = StatsTracker()
     runner = _Runner(src, sink, backend, o, stats, stop)
     runner.on_frame = on_frame
+    own_collector = False
+    if collector is None and o.collect:
+        from pipa_edge.runtime.collect.runtime import open_collector
+
+        try:
+            collector = open_collector(o.collect, o.collect_config, backend, source=src_spec.uri,
+                                       overrides=o.collect_set)
+        except BaseException:
+            if owned:
+                backend.close()
+            raise
+        own_collector = True
+    runner.collector = collector
     log.stage("run", f"{src_spec.describe()} → {out_spec.kind} '{out_spec.uri}' with {backend.describe()}")
     old_handlers = {}
     if o.handle_signals and threading.current_thread() is threading.main_thread():
@@ -307,10 +327,20 @@ def run_stream(source: str | None = None, output: str | None = None, model=None,
                 log.stage("run", stats.window_line(src.dropped + runner.frames_in.dropped, src.corrupt))
         for t in threads:
             t.join(5.0)
+    except BaseException:  # e.g. KeyboardInterrupt without handle_signals: still finalise the output
+        stop.set()
+        for t in threads:
+            t.join(10.0)
+        raise
     finally:
         stop.set()
         for sig, h in old_handlers.items():
             signal.signal(sig, h)
+        collect_stats = None
+        if collector is not None:
+            collect_stats = collector.close() if own_collector else getattr(collector, "stats", dict)()
+            if own_collector and hasattr(collector, "log_summary"):
+                collector.log_summary()
         if owned:
             backend.close()
     summary = stats.summary(
@@ -318,7 +348,7 @@ def run_stream(source: str | None = None, output: str | None = None, model=None,
         dropped=src.dropped + runner.frames_in.dropped, corrupt=src.corrupt, reconnects=runner.reconnects,
         smoothing={"enabled": o.smooth, "alpha": o.smooth_alpha, "delta": o.hysteresis_delta,
                    "frames": o.hysteresis_frames, "keyframe": o.keyframe, "output_kind": backend.meta.output},
-        exit_reason="error" if runner.errors else runner.reason)
+        exit_reason="error" if runner.errors else runner.reason, collect=collect_stats)
     if o.stats_json:
         summary.write_json(o.stats_json)
     if runner.errors:

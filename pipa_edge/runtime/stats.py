@@ -44,6 +44,7 @@ class RunSummary:
     reconnects: int = 0
     flip_rate: float | None = None  # mean fraction of pixels whose label changed frame to frame
     smoothing: dict = field(default_factory=dict)
+    collect: dict | None = None  # collector stats when --collect was used
     exit_reason: str = ""
 
     def to_dict(self) -> dict:

@@ -7,7 +7,8 @@ Sources::
     v4l2:///dev/videoN, /dev/videoN
     PATH, file://PATH           a video, an image, a folder of images or a glob of images
     rtsp://[user:pass@]host[:port]/path
-    rtp://@:PORT                RTP/UDP receiver (H.264 by default, ``?codec=h265|mjpeg``)
+    rtp://@:PORT                RTP/UDP receiver (H.264 by default, ``?codec=h265|mjpeg``);
+    rtp://GROUP:PORT            the same, joining an IPv4 multicast group (224.0.0.0-239.255.255.255)
     test://                     the embedded synthetic driving scene (the default)
 
 Outputs::
@@ -127,6 +128,13 @@ def _split_query(text: str) -> tuple[str, str]:
     return text, ""
 
 
+def _is_multicast(host: str) -> bool:
+    parts = host.split(".")
+    if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 for p in parts):
+        return False
+    return 224 <= int(parts[0]) <= 239
+
+
 def _port(uri: str, text: str | int | None) -> int:
     try:
         port = int(text)  # type: ignore[arg-type]
@@ -233,12 +241,12 @@ def parse_source(uri: str | None, *, csi_available: bool = False, check_exists: 
         return SourceSpec(uri, "rtsp", live=True, location=location, options=opts)
     if scheme == "rtp":
         netloc = parts.netloc
-        if not netloc.startswith("@") and "@" not in netloc:
-            raise SourceError(f"{uri}: an RTP source listens on a port: rtp://@:PORT "
-                              f"(rtp://HOST:PORT is an output)")
-        host = netloc.split("@", 1)[1].rsplit(":", 1)[0] if ":" in netloc else ""
-        if host and not _HOST_RE.match(host):
-            raise SourceError(f"{uri}: invalid multicast/bind address '{host}'")
+        host = netloc.rsplit(":", 1)[0] if ":" in netloc else netloc
+        if host == "@":
+            host = ""
+        elif not _is_multicast(host):
+            raise SourceError(f"{uri}: an RTP source listens on a port: rtp://@:PORT, or joins a multicast group "
+                              f"rtp://239.x.x.x:PORT (rtp://HOST:PORT is an output)")
         port = _port(uri, netloc.rsplit(":", 1)[1] if ":" in netloc else None)
         opts = _options(uri, parts.query, SOURCE_OPTS["rtp"])
         codec = opts.setdefault("codec", "h264").lower()

@@ -44,8 +44,7 @@ class Visualizer:
             out = np.ascontiguousarray(color)
         else:
             a = self.alpha
-            blend = cv2.addWeighted(np.ascontiguousarray(frame), 1.0 - a, color, a, 0.0)
-            out = blend if self.mode == "overlay" else np.concatenate([frame, blend], axis=1)
+            out = cv2.addWeighted(np.ascontiguousarray(frame), 1.0 - a, color, a, 0.0)
         if self.legend:
             k = self.classes.num_classes
             if self.present_only:
@@ -53,7 +52,9 @@ class Visualizer:
                 present = np.flatnonzero(np.bincount(lab[(lab >= 0) & (lab < k)].astype(np.int64), minlength=k))
             else:
                 present = np.arange(k)
-            self.draw_legend(out, [int(i) for i in present])
+            self.draw_legend(out, [int(i) for i in present])  # on the segmented view
+        if self.mode == "side":
+            out = np.concatenate([frame, out], axis=1)
         return out
 
     def draw_legend(self, img: np.ndarray, class_ids: list[int]) -> None:

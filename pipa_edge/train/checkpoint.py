@@ -115,5 +115,6 @@ def restore_method(method: torch.nn.Module, ck: dict, where: str) -> None:
         raise ModelFileError(f"{where}: checkpoint lacks '{missing[0]}' (model or method changed since it was saved)")
     for k, v in sd.items():
         if k in own and tuple(own[k].shape) != tuple(v.shape):
-            raise ModelFileError(f"{where}: shape mismatch at '{k}': file {tuple(v.shape)} vs model {tuple(own[k].shape)}")
+            raise ModelFileError(f"{where}: shape mismatch at '{k}': file {tuple(v.shape)} vs model "
+                                 f"{tuple(own[k].shape)}")
     method.load_state_dict(sd, strict=True)

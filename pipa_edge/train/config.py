@@ -96,6 +96,7 @@ class TrainConfig(StrictModel):
     log_interval: int = Field(10, ge=1)  # iterations between scalar rows
     out_dir: str = "runs/train"
     init_from: Optional[str] = None  # pipa-edge checkpoint whose segmenter weights start this run
+    ddp_find_unused: bool = True  # DDP: allow parameters without a gradient in a step (e.g. heads off in warm-up)
     sync_bn: bool = True  # under DDP on CUDA: BatchNorm statistics over all GPUs (SyncBatchNorm)
     cudnn_benchmark: bool = False  # faster on GPU, but not bit-reproducible
 

@@ -87,8 +87,12 @@ def build_datasets(cfg: TrainConfig):
     target = None
     if cfg.target is not None:
         tcfg = _in_model_classes(cfg.target, cfg.model.classes).model_copy(update={"labels": False})
-        target = AugmentedDataset(build_dataset(tcfg), TrainTransform(cfg.target_transform or cfg.transform),
-                                  cfg.seed + TARGET_SEED_OFFSET)
+        tgt_base = build_dataset(tcfg)
+        tgt_tf = TrainTransform(cfg.target_transform or cfg.transform)
+        if getattr(tgt_base, "yields_pairs", False):  # video: same crop/flip/jitter for frames t and t-k (+ flow)
+            from pipa_edge.data.datasets.pairs import PairTrainTransform
+            tgt_tf = PairTrainTransform(tgt_tf.cfg)
+        target = AugmentedDataset(tgt_base, tgt_tf, cfg.seed + TARGET_SEED_OFFSET)
     vals = cfg.val_list
     val = {_val_name(v, i, len(vals)): build_eval_dataset(_in_model_classes(v, cfg.model.classes))
            for i, v in enumerate(vals)}
@@ -162,7 +166,7 @@ class _Trainer:
             if cfg.sync_bn and self.device.type == "cuda":  # SyncBatchNorm has no CPU kernel; the
                 # converted modules reuse the same Parameter objects, so the optimiser stays valid
                 self.method = nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
-            self.step_module = DDP(_Step(self.method), device_ids=ids, find_unused_parameters=True)
+            self.step_module = DDP(_Step(self.method), device_ids=ids, find_unused_parameters=cfg.ddp_find_unused)
         else:
             self.step_module = _Step(self.method)
         self.writer = ScalarWriter(self.out, resume_from=self.start_it if self.resume else None,
@@ -188,6 +192,13 @@ class _Trainer:
             restore_rng(ranks[self.info.rank] if ranks else ck["rng"])
         self.start_it = int(ck["iteration"])
         self.metrics = ck.get("metrics") or {}
+        old = ck.get("config") or {}
+        now = self.cfg.model_dump(mode="json")
+        changed = [k for k in ("model", "source", "target", "transform", "target_transform", "method", "adapt",
+                               "batch_size", "seed") if k in old and old[k] != now[k]]
+        if changed:
+            warn("train", f"resuming with a changed config ({', '.join(changed)}): the run will not match an "
+                          "uninterrupted one")
         stage("train", f"resumed from {path} at iteration {self.start_it}")
 
     def _data_state(self, it: int) -> dict:
@@ -217,7 +228,8 @@ class _Trainer:
                              amp=self.amp, desc=f"val {name}", show_progress=False)
                 self.metrics[name] = {k: s[k] for k in ("miou", "pixel_acc", "mean_acc", "per_class_iou", "images")}
                 self.metrics[name]["iteration"] = it
-                self.writer.add(it, {f"val/{name}/miou": s["miou"] or 0.0, f"val/{name}/pixel_acc": s["pixel_acc"] or 0.0})
+                self.writer.add(it, {f"val/{name}/miou": s["miou"] or 0.0,
+                                     f"val/{name}/pixel_acc": s["pixel_acc"] or 0.0})
                 miou = "n/a" if s["miou"] is None else f"{100 * s['miou']:.2f}"
                 stage("val", f"it {it}: {name} mIoU {miou}  pixel acc {100 * (s['pixel_acc'] or 0):.2f}")
         dist_utils.barrier(self.info)

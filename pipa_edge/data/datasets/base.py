@@ -24,6 +24,11 @@ from torch.utils.data import Dataset
 from pipa_edge.data.classes import IGNORE_INDEX, ClassSet
 from pipa_edge.errors import DataError
 
+# OpenCV's own thread pool does not survive fork(): a DataLoader worker forked after the parent ran a
+# threaded cv2 call can hang in its first cv2.resize. Parallelism comes from DataLoader workers instead
+# (as Ultralytics and detectron2 do).
+cv2.setNumThreads(0)
+
 # Nearest-neighbour with pixel-centre alignment (same grid as the bilinear image resize); plain
 # INTER_NEAREST samples with a half-pixel offset and shifts labels against the image.
 LABEL_INTERP = getattr(cv2, "INTER_NEAREST_EXACT", cv2.INTER_NEAREST)
@@ -180,6 +185,8 @@ class SegDataset(Dataset):
     label_channel: for multi-channel label files, which channel (OpenCV BGR order) holds the id.
     """
 
+    fix_label_size = False  # resize a label whose size differs from its image (else DataError)
+
     def __init__(self, root: Path, records: Sequence[Record], classes: ClassSet, raw_lut: np.ndarray,
                  labels: bool = True, resize: Sequence[int] | None = None, limit: int | None = None,
                  label_channel: int | None = None,
@@ -216,7 +223,10 @@ class SegDataset(Dataset):
         image = read_image(rec.image)
         label = self.read_label(rec) if self.labels and rec.label is not None else None
         if label is not None and label.shape[:2] != image.shape[:2]:
-            # e.g. a few GTA5 frames: the label is the reference grid, bring it to the image size
+            if not self.fix_label_size:
+                raise DataError(f"{rec.label}: label size {label.shape[1]}x{label.shape[0]} differs from its "
+                                f"image {image.shape[1]}x{image.shape[0]} ({rec.image.name})")
+            # a few GTA5 frames as released: bring the label to the image grid
             label = cv2.resize(label, (image.shape[1], image.shape[0]), interpolation=LABEL_INTERP)
         if self.resize is not None:
             image, label = resize_pair(image, label, self.resize)

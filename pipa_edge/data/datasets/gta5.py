@@ -20,6 +20,8 @@ from pipa_edge.errors import DataError
 
 
 class GTA5Dataset(SegDataset):
+    fix_label_size = True  # some released frames have image and label of different sizes
+
     def __init__(self, root: str | Path, split: str = "train", labels: bool = True,
                  classes: ClassSet | None = None, resize: Sequence[int] | None = None,
                  limit: int | None = None):

@@ -208,7 +208,9 @@ def object_layers(view: View, world: World) -> tuple[list, list, list]:
     far, mid, near = [], [], []
     for o in world.objects:
         Z = (o.z + o.vz * view.t - view.z) % world.period
-        if Z < NEAR or Z > world.zmax:
+        if o.kind == "car" and Z > world.period - o.p["len"]:  # partly beside/behind the camera: its
+            Z -= world.period  # side is still in view at the image edge (vertices are clamped to NEAR/2)
+        if Z < (NEAR - o.p["len"] if o.kind == "car" else NEAR) or Z > world.zmax:
             continue
         side = world.sides[1 if o.x >= 0 else -1]
         ax = abs(o.x)

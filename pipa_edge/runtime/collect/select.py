@@ -166,6 +166,10 @@ class Selector:
         conf = probs.max(axis=0).astype(np.float32, copy=False)
         if cfg.thresholds.mode == "percentile":
             self._update_hist(labels, conf)
+        if self.history and self.history[-1].shape != labels.shape:
+            self.history.clear()  # the model output size changed (another model/stream): start over
+        if t < self.last_accept_t:
+            self.last_accept_t = -math.inf  # the stream clock restarted
         nprev = max(0, cfg.stability.frames - 1)
         prev = list(self.history)[-nprev:] if nprev else []
         self.history.append(labels)
