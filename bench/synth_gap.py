@@ -93,7 +93,29 @@ def train(arch: str, classes, imgs, labs, steps: int, bs: int, lr: float, device
         if step % max(steps // 10, 1) == 0 or step == steps - 1:
             print(f"[{tag}] step {step + 1}/{steps} loss {loss.item():.3f} ({time.perf_counter() - t0:.0f} s)",
                   flush=True)
+    recalibrate_bn(model, imgs, labs, rng, bs, device)
     return model.eval(), time.perf_counter() - t0
+
+
+def recalibrate_bn(model, imgs, labs, rng, bs: int, device: str, batches: int = 25) -> None:
+    """Re-estimate BatchNorm running statistics with the final weights (cumulative average).
+
+    MobileNetV3 uses BN momentum 0.01, so after a few hundred steps from scratch its running
+    statistics still lag the weights and eval-mode predictions are poor; this fixes that.
+    """
+    import torch
+
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            x, _ = batch_aug(imgs, labs, rng, bs)
+            model(model.normalize(torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).to(device)))
 
 
 def evaluate(model, classes, imgs, labs, device: str, bs: int = 16) -> dict:

@@ -26,6 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--out", default=None, help="output folder (default: <checkpoint folder>/eval)")
+    p.add_argument("--video", action="store_true",
+                   help="temporal metrics on sequences/videos: TC, label flip rate (+ mIoU where labelled)")
+    p.add_argument("--flow", choices=("dis", "none"), default="dis",
+                   help="--video: motion compensation with OpenCV DIS flow (default) or none (static camera)")
     p.set_defaults(func=run)
 
 
@@ -39,6 +43,12 @@ def run(args: argparse.Namespace) -> int:
     ecfg = validate(EvalConfig, {"mode": args.mode, "crop": args.crop, "stride": args.stride,
                                  "batch_size": args.batch_size, "miou_convention": args.miou}, where="eval options")
     out = args.out or str(Path(args.checkpoint).parent / "eval")
+    if getattr(args, "video", False):
+        from pipa_edge.train.video_eval import evaluate_video
+
+        evaluate_video(args.checkpoint, args.data, out, imgsz=args.imgsz, device=args.device, limit=args.limit,
+                       flow=args.flow)
+        return 0
     evaluate_checkpoint(args.checkpoint, args.data, out, imgsz=args.imgsz, eval_cfg=ecfg, device=args.device,
                         limit=args.limit, num_workers=args.workers)
     return 0
