@@ -68,6 +68,42 @@ def loop(backend, fr, full, collector, repeats: int) -> dict:
             "offer_ms_median": 1e3 * float(np.median(offer)), "offer_ms_max": 1e3 * float(np.max(offer))}
 
 
+PERMISSIVE = ["thresholds.value=0", "min_confident_fraction=0", "max_mean_entropy=1", "min_blur_var=0",
+              "min_interval_s=0", "stability.max_flip_rate=1", "dedup.max_hamming=2", "storage.max_samples=50",
+              "storage.save_confidence=true"]
+
+
+def runtime_mode(args) -> dict:
+    """The whole runtime (``run_stream``: capture → infer → temporal filter → overlay → sink ``none``)
+    on ``test://`` with the NumPy palette backend (``--delay`` emulates an accelerator's latency)."""
+    from pipa_edge.runtime.pipeline import run_stream
+    from pipa_edge.runtime.toy import PaletteBackend
+
+    h, w = args.frame_size
+    res = {"command": "python bench/collect_overhead.py " + " ".join(sys.argv[1:]), "mode": "runtime",
+           "input": args.size, "frame": args.frame_size, "delay_s": args.delay, "without": [], "with": []}
+    tmp = Path(tempfile.mkdtemp(prefix="pipa-collect-rt-"))
+    try:
+        for r in range(args.rounds):
+            for kind in ("without", "with"):
+                be = PaletteBackend(input_size=tuple(args.size), output="logits", delay_s=args.delay)
+                s = run_stream(f"test://?width={w}&height={h}", "none", be, max_frames=args.frames, log_stats=False,
+                               collect=str(tmp / f"c{r}") if kind == "with" else None, collect_set=PERMISSIVE)
+                res[kind].append({"fps": s.fps, "infer_ms_p50": s.infer_ms_p50, "frames": s.frames,
+                                  "collect": s.collect})
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    res["fps_without"] = float(np.mean([x["fps"] for x in res["without"]]))
+    res["fps_with"] = float(np.mean([x["fps"] for x in res["with"]]))
+    res["fps_change_percent"] = 100 * (res["fps_with"] / res["fps_without"] - 1)
+    saved = sum((x["collect"] or {}).get("saved", 0) for x in res["with"])
+    per = {k: ", ".join(f"{x['fps']:.1f}" for x in res[k]) for k in ("without", "with")}
+    print(f"| runtime test:// {w}x{h} → palette {args.size[0]}x{args.size[1]} delay {args.delay * 1e3:.0f} ms | "
+          f"{res['fps_without']:.1f} ({per['without']}) | {res['fps_with']:.1f} ({per['with']}) | "
+          f"{res['fps_change_percent']:+.1f}% | saved {saved} |")
+    return res
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--arch", default="segformer-b0")
@@ -79,7 +115,15 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--runtime", action="store_true", help="time the whole run_stream loop (test:// + palette backend)")
+    ap.add_argument("--delay", type=float, default=0.0, help="--runtime: emulated model latency in seconds")
     args = ap.parse_args()
+    if args.runtime:
+        res = runtime_mode(args)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(res, indent=1, default=str))
+        return 0
     import torch
 
     from pipa_edge.data.classes import CITYSCAPES19

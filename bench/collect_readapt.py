@@ -152,16 +152,17 @@ def main() -> int:
     collector.close()
     # overhead: the same loop without / with / without a collector (alternated against machine noise)
     tdir = args.out / "collection_timing"
-    shutil.rmtree(tdir, ignore_errors=True)
     runs = {"without": [], "with": []}
-    for kind in ("without", "with", "without", "with"):
+    for kind in (("without", "with", "without", "with") if args.timing_passes > 0 else ()):
+        shutil.rmtree(tdir, ignore_errors=True)
         col = Collector(tdir, cfg, day.classes, {"sha256": sha, "backend": "torch"}) if kind == "with" else None
         runs[kind].append(run_stream(backend, frames, col, args.timing_passes))
         if col is not None:
             res["timing_collector_stats"] = col.close()
         shutil.rmtree(tdir, ignore_errors=True)
     for kind, rs in runs.items():
-        res[f"timing_{kind}"] = {k: float(np.mean([r[k] for r in rs])) for k in rs[0]}
+        if rs:
+            res[f"timing_{kind}"] = {k: float(np.mean([r[k] for r in rs])) for k in rs[0]}
     res["collect_stats"] = {k: v for k, v in collector.stats().items()}
     res["collection"] = {k: v for k, v in collection_stats(col_dir).items() if k in ("samples", "bytes", "ignored_fraction", "class_samples")}
     res["verify_problems"] = verify_collection(col_dir)["problems"]
@@ -191,15 +192,14 @@ def main() -> int:
     res["after"] = {}
     for m in [x for x in args.methods.split(",") if x]:
         t0 = time.time()
-        common = {"init_from": str(day_ckpt), "optim": {"lr": 2e-4, "warmup_iters": 10, "max_iters": args.readapt_iters},
-                  "out_dir": str(args.out / m)}
+        common = {"init_from": str(day_ckpt), "optim": {"lr": 2e-4, "warmup_iters": 10, "max_iters": args.readapt_iters}}
         if m == "mean_teacher":
-            c = train_cfg(args, **common, method="mean_teacher",
+            c = train_cfg(args, str(args.out / m), **common, method="mean_teacher",
                           target={"type": "collected", "root": str(col_dir), "labels": False,
                                   "resize": list(args.size)},
                           adapt={"pseudo_label": {"threshold": 0.9}})
         elif m == "pseudo_ft":
-            c = train_cfg(args, **common, method="source_only",
+            c = train_cfg(args, str(args.out / m), **common, method="source_only",
                           source={"type": "collected", "root": str(col_dir), "resize": list(args.size)})
         else:
             raise SystemExit(f"unknown method {m}")
@@ -208,17 +208,22 @@ def main() -> int:
         print(f"{m}: dusk mIoU {100 * res['after'][m]['miou']:.2f}  [{time.time() - t_start:.0f} s]", flush=True)
     res["total_s"] = round(time.time() - t_start, 1)
     # table
-    tw, tn = res["timing_with"], res["timing_without"]
     print("\n| model | dusk mIoU (%) |\n|---|---|")
     print(f"| day model (before) | {100 * res['dusk_before']['miou']:.2f} |")
     for m, r in res["after"].items():
-        print(f"| re-adapted: {m} | {100 * r['miou']:.2f} |")
-    print("\n| loop | FPS | infer ms (median) | offer ms (median / p99) |\n|---|---|---|---|")
-    print(f"| without collector | {tn['fps']:.2f} | {tn['infer_ms_median']:.1f} | - |")
-    print(f"| with collector | {tw['fps']:.2f} | {tw['infer_ms_median']:.1f} | "
-          f"{tw['offer_ms_median']:.3f} / {tw['offer_ms_p99']:.3f} |")
-    res["fps_drop_percent"] = 100 * (1 - tw["fps"] / tn["fps"])
-    print(f"FPS change with collection: {-res['fps_drop_percent']:+.1f}%  (total {res['total_s']} s)")
+        print(f"| re-adapted from the collection: {m} | {100 * r['miou']:.2f} |")
+    cp = res["collection_pass"]
+    print(f"\ncollection pass: infer {cp['infer_ms_median']:.1f} ms/frame (median), offer() {cp['offer_ms_median']:.3f} ms "
+          f"(median), {cp['offer_ms_p99']:.3f} ms (p99) on the inference thread")
+    if "timing_with" in res:
+        tw, tn = res["timing_with"], res["timing_without"]
+        print("\n| loop | FPS | infer ms (median) | offer ms (median / p99) |\n|---|---|---|---|")
+        print(f"| without collector | {tn['fps']:.2f} | {tn['infer_ms_median']:.1f} | - |")
+        print(f"| with collector | {tw['fps']:.2f} | {tw['infer_ms_median']:.1f} | "
+              f"{tw['offer_ms_median']:.3f} / {tw['offer_ms_p99']:.3f} |")
+        res["fps_drop_percent"] = 100 * (1 - tw["fps"] / tn["fps"])
+        print(f"FPS change with collection: {-res['fps_drop_percent']:+.1f}%")
+    print(f"total {res['total_s']} s")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=1, default=str))

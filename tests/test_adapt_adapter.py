@@ -174,3 +174,26 @@ def test_rare_class_sampling_prefers_rare_classes(tmp_path):
     assert len(idx) == 400 and set(idx) <= set(range(10))
     assert idx.count(9) > 400 * 0.5  # the only image with the rare class dominates
     assert list(RareClassSampler(counts=counts, temperature=0.1, num_samples=50, seed=0)) == idx[:50]
+
+
+def test_distillation_from_a_checkpoint(tmp_path):
+    from pipa_edge.data.classes import get_class_set
+    from pipa_edge.models.io import save_segmenter
+    from pipa_edge.models.zoo import build_segmenter
+
+    torch.manual_seed(0)
+    cs = get_class_set("camvid11")
+    big = build_segmenter("segformer-b0", cs)
+    ckpt = save_segmenter(tmp_path / "teacher.pt", big)
+    cfg = _cfg(distill={"enabled": True, "teacher_checkpoint": str(ckpt), "threshold": 0.0})
+    ad = build_adapter("mean_teacher", build_segmenter("segformer-b0", cs), cfg)
+    ad.train()
+    assert not ad.kd_teacher.model.training
+    b = _batch(h=32, w=32)
+    b["source"]["label"] = b["source"]["label"].clamp(max=10)
+    loss, logs = ad.training_step(b, 0)
+    loss.backward()
+    assert logs["loss_kd"] > 0 and logs["loss_kd_pl"] > 0
+    assert all(p.grad is None for p in ad.kd_teacher.parameters())
+    assert ad.segmenter.encoder.patch_embed1.proj.weight.grad.abs().sum() > 0
+    assert not {id(p) for p in ad.kd_teacher.parameters()} & {id(p) for p in ad.trainable_parameters()}

@@ -38,6 +38,11 @@ def build_adapter(name: str, segmenter, adapt_cfg: Optional[Union[AdaptConfig, M
     if name == "mean_teacher":
         cfg = cfg.model_copy(update={"pixel_contrast": cfg.pixel_contrast.model_copy(update={"enabled": False}),
                                      "patch_contrast": cfg.patch_contrast.model_copy(update={"enabled": False})})
+    elif not (cfg.pixel_contrast.enabled or cfg.patch_contrast.enabled):
+        from pipa_edge.log import warn
+
+        warn("adapt", "method 'pipa' with no contrastive objective enabled (adapt.pixel_contrast.enabled, "
+                      "adapt.patch_contrast.enabled): this is the mean teacher")
     from pipa_edge.adapt.adapter import Adapter
 
     return Adapter(name, segmenter, cfg)

@@ -208,9 +208,10 @@ def object_layers(view: View, world: World) -> tuple[list, list, list]:
     far, mid, near = [], [], []
     for o in world.objects:
         Z = (o.z + o.vz * view.t - view.z) % world.period
-        if o.kind == "car" and Z > world.period - o.p["len"]:  # partly beside/behind the camera: its
-            Z -= world.period  # side is still in view at the image edge (vertices are clamped to NEAR/2)
-        if Z < (NEAR - o.p["len"] if o.kind == "car" else NEAR) or Z > world.zmax:
+        beside = o.kind == "car" and abs(o.x - view.x) > o.p["w"] / 2 + 0.5
+        if beside and Z > world.period - o.p["len"]:  # partly beside/behind the camera: its side is
+            Z -= world.period  # still in view at the image edge (vertices are clamped to NEAR/2)
+        if Z < (NEAR - o.p["len"] if beside else NEAR) or Z > world.zmax:
             continue
         side = world.sides[1 if o.x >= 0 else -1]
         ax = abs(o.x)

@@ -202,7 +202,7 @@ def _traffic(rng, s: DomainStyle, period: float, R: float, inner: float, parking
              out: list) -> None:
     # ego lane: same speed as the camera (constant gap), ahead only; oncoming lane: towards the camera
     for z in _slots(rng, period, 9.0, s.car_density):
-        if z > 9.0:
+        if 9.0 < z < period - 8.0:
             out.append(_car(rng, s, inner / 2 + float(rng.uniform(-0.3, 0.3)), float(z), v_ego, +1))
     for z in _slots(rng, period, 9.0, s.car_density):
         out.append(_car(rng, s, -inner / 2 + float(rng.uniform(-0.3, 0.3)), float(z), -v_ego, -1))
