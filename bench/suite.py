@@ -1,6 +1,6 @@
 """The project's benchmark suite: every performance ratio the docs quote, in one run, one machine.
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/suite.py          # or: pipa-edge bench --suite
+    OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive .venv/bin/python bench/suite.py   # or: pipa-edge bench --suite
     OMP_NUM_THREADS=2 .venv/bin/python bench/suite.py --imgsz 128x256 --iters 20   # quicker
 
 Figures (each a ratio of two measurements taken *interleaved* in rounds, so machine drift hits
@@ -180,8 +180,24 @@ def write_markdown(path: Path, payload: dict) -> None:
         "Each ratio compares measurements taken interleaved (A block, B block, ... repeated in rounds), so "
         "drift affects both sides alike; ratios are what to compare, not absolute numbers. Nothing here was "
         "measured on a GPU, with TensorRT or on a Jetson.", "",
-        "| figure | value | measured | how |", "|---|---|---|---|",
+        f"OMP_WAIT_POLICY={env['cpu'].get('omp_wait_policy')}: while developing the suite on this oversubscribed "
+        "machine (load average ~10 on 2 cores; an ad-hoc check, not part of this run), torch eager inference called "
+        "from the *main* thread with 2 spinning OpenMP threads was several times slower than the same calls from a "
+        "worker thread, and the two agreed with `OMP_WAIT_POLICY=passive`. A first suite run without it gave "
+        "torch-eager ratios inflated by that artefact, so the suite is run with `passive`; on a quiet machine leave "
+        "it unset.", "",
     ]
+    load = payload.get("loadavg_start") or [0.0]
+    cores = env["cpu"].get("usable_cpus") or 1
+    if load[0] > cores:
+        lines += [f"**This run is contended: the 1-minute load average was {load[0]:.1f} on {cores} cores when it "
+                  "started.** Under that much contention the ratios below say more about the machine than about the "
+                  "code. Likely causes (not isolated by this run): thread pools that spin (onnxruntime's, torch's "
+                  "OpenMP) lose their time slices, and a process with more runnable threads (`run_stream` has "
+                  "capture, inference and output threads; the bare loop calls from one Python thread) gets a larger "
+                  "share of the CPUs, which would let pipeline-vs-bare exceed 1. Quote "
+                  "these figures only after a rerun on a quiet machine.", ""]
+    lines += ["| figure | value | measured | how |", "|---|---|---|---|"]
     for f in payload["figures"]:
         lines.append(f"| {f['figure']} | **{f['ratio']:.2f}** {f['unit']} | {f['a']} vs {f['b']} | {f['how']} |")
     lines += ["", "## Latency details (host ms, batch 1)", "",
@@ -214,14 +230,22 @@ def write_markdown(path: Path, payload: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--imgsz", default="256x512", help="inference size HxW (default 256x512)")
-    ap.add_argument("--iters", type=int, default=60, help="timed runs per latency row (default 60)")
+    ap.add_argument("--iters", type=int, default=40, help="timed runs per latency row (default 40)")
     ap.add_argument("--rounds", type=int, default=5, help="interleaving rounds (default 5)")
     ap.add_argument("--frames", type=int, default=100, help="frames per run_stream pass (default 100)")
     ap.add_argument("--train-imgsz", default="128x128")
     ap.add_argument("--train-batch", type=int, default=2)
-    ap.add_argument("--train-iters", type=int, default=10)
+    ap.add_argument("--train-iters", type=int, default=8)
     ap.add_argument("--out", default=str(REPO / "docs"), help="folder for benchmarks.md/.json (default docs/)")
+    ap.add_argument("--render-only", action="store_true", help="rewrite benchmarks.md from benchmarks.json, no runs")
     a = ap.parse_args(argv)
+    if a.render_only:
+        import json
+
+        src = Path(a.out) / "benchmarks.json"
+        write_markdown(Path(a.out) / "benchmarks.md", json.loads(src.read_text()))
+        print(f"rewrote {Path(a.out) / 'benchmarks.md'} from {src}")
+        return 0
 
     preload_matplotlib()  # before GStreamer is loaded (see pipa_edge.bench.report.preload_matplotlib)
     import torch
@@ -248,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         f, runtime = runtime_section(hw, a.frames, max(2, a.rounds // 2), threads)
         figures += f
     env = capture_env()
-    cmd = " ".join([f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')}", ".venv/bin/python bench/suite.py"]
+    envs = [f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if os.environ.get(k)]
+    cmd = " ".join(envs + [".venv/bin/python bench/suite.py"]
                    + [shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])])
     payload = {"command": cmd, "machine": describe_machine(env) + " — shared 2-core dev machine, other jobs running",
                "env": env, "loadavg_start": load0, "elapsed_s": time.perf_counter() - t0, "figures": figures,

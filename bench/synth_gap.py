@@ -1,8 +1,9 @@
 """Benchmark: is there a genuine sim→real domain gap in the embedded synthetic generator?
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/synth_gap.py [--steps 400] [--device cpu|cuda|auto]
+    OMP_NUM_THREADS=2 .venv/bin/python bench/synth_gap.py [--steps 250] [--threads 2] [--device cpu|cuda]
 
-Generates ``n_sim + n_eval`` sim and ``n_real + n_eval`` real-style frames (256×512, seed 0),
+(On a CPU shared with other jobs use ``OMP_NUM_THREADS=1 ... --threads 1``: two threads on two busy
+cores were 10× slower per step here.) Generates ``n_sim + n_eval`` sim and ``n_real + n_eval`` real-style frames (256×512, seed 0),
 trains a small segmenter from scratch with a plain torch loop (no project trainer):
 
 - *source-only* on ``n_sim`` labelled sim frames,
@@ -136,7 +137,7 @@ def evaluate(model, classes, imgs, labs, device: str, bs: int = 16) -> dict:
     iou = np.where(union > 0, inter / np.maximum(union, 1), np.nan)
     return {"miou": float(np.nanmean(np.where(present, iou, np.nan)) * 100),
             "acc": float(inter.sum() / max(conf.sum(), 1) * 100),
-            "iou": {n: (None if not present[k] else round(float(iou[k]) * 100, 2)) for k, n in enumerate(classes.names)}}
+            "iou": {n: (round(float(iou[k]) * 100, 2) if present[k] else None) for k, n in enumerate(classes.names)}}
 
 
 def main(argv=None) -> int:
@@ -147,7 +148,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n-eval", type=int, default=100, help="held-out frames per domain")
     ap.add_argument("--arch", default="lraspp-mbv3")
     ap.add_argument("--train-size", nargs=2, type=int, default=(128, 256), metavar=("H", "W"))
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--steps", type=int, default=250)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
@@ -204,11 +205,14 @@ def main(argv=None) -> int:
         a, b = so["real_heldout"]["iou"][n], orc["real_heldout"]["iou"][n]
         print(f"  {n:<13} {a if a is not None else '-':>7} / {b if b is not None else '-'}")
 
-    out = {"command": "OMP_NUM_THREADS=2 python bench/synth_gap.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "generator_version": GENERATOR_VERSION, "arch": args.arch, "device": device,
-           "device_name": torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or platform.machine(),
+    cmd = " ".join(argv if argv is not None else sys.argv[1:])
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    dev_name = torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or platform.machine()
+    out = {"command": f"OMP_NUM_THREADS={omp} python bench/synth_gap.py {cmd}".strip(),
+           "generator_version": GENERATOR_VERSION, "arch": args.arch, "device": device, "device_name": dev_name,
            "threads": args.threads, "torch": torch.__version__, "python": platform.python_version(),
-           "seed": args.seed, "counts": {"sim_train": args.n_sim, "real_train": args.n_real, "eval_per_domain": args.n_eval},
+           "seed": args.seed,
+           "counts": {"sim_train": args.n_sim, "real_train": args.n_real, "eval_per_domain": args.n_eval},
            "generated_size": [256, 512], "train_size": list(size), "steps": args.steps, "batch": args.batch,
            "lr": args.lr, "generate_s": None if t_gen is None else round(t_gen, 1),
            "frames_per_s": None if t_gen is None else round(n_frames / t_gen, 1), "generate_workers": args.workers,

@@ -7,6 +7,13 @@ from pathlib import Path
 
 import pytest
 
+# matplotlib's FreeType module segfaults when first imported after a GStreamer pipeline ran in the
+# process (seen with Debian 12's GStreamer 1.22): load it once, up front, before any runtime test.
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot  # noqa: E402,F401
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PIPA_SHARED_DATA", REPO.parent / "shared" / "data"))
 

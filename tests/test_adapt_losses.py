@@ -157,3 +157,18 @@ def test_distill_loss_hand_example():
     assert logs["loss_kd"] == pytest.approx(kd, rel=1e-5)
     assert logs["loss_kd_pl"] == pytest.approx(math.log(2), rel=1e-5)  # conf 0.88 >= 0.5: CE of uniform
     assert loss.item() == pytest.approx(kd + math.log(2), rel=1e-5)
+
+
+def test_pixel_contrast_head_on_sampled_cells_equals_full_map():
+    """The pointwise head on the sampled cells only gives the same loss as on the whole map."""
+    torch.manual_seed(0)
+    pc = PixelContrast(8, 3, IG, proj_dim=4, anchors_per_class=6, negatives_per_anchor=5).eval()
+    f = torch.randn(2, 8, 4, 4)
+    lab = torch.randint(0, 3, (2, 4, 4))
+    lab[0, 0] = IG
+    torch.manual_seed(1)
+    sparse = pc(f, lab)
+    z = pc.head(f).permute(0, 2, 3, 1).reshape(-1, 4)
+    torch.manual_seed(1)
+    full = pc.loss_from_embeddings(z, lab.reshape(-1))
+    assert sparse.item() == pytest.approx(full.item(), rel=1e-5)

@@ -48,8 +48,9 @@ def test_generate_layout_and_determinism(tiny_root, tmp_path):
     files = _files(tiny_root)
     for split in ("sim", "real"):
         n = 3 if split == "sim" else 2
-        assert [k for k in files if k.startswith(f"{split}/images/")] == [f"{split}/images/{i:05d}.png" for i in range(n)]
-        assert [k for k in files if k.startswith(f"{split}/labels/")] == [f"{split}/labels/{i:05d}.png" for i in range(n)]
+        for sub in ("images", "labels"):
+            assert [k for k in files if k.startswith(f"{split}/{sub}/")] == \
+                [f"{split}/{sub}/{i:05d}.png" for i in range(n)]
     for split in ("sim_seq", "real_seq"):
         for s in ("0000", "0001"):
             for sub in ("images", "labels"):
@@ -75,6 +76,11 @@ def test_generate_layout_and_determinism(tiny_root, tmp_path):
     (foreign / "notes.txt").write_text("mine")
     with pytest.raises(DataError, match="foreign"):
         generate(foreign, 1, 1, size=(64, 128), progress=False)
+    assert not (other / ".synth_incomplete").exists()
+    (other / "meta.json").unlink()  # as if interrupted: the marker alone still marks the folder as ours
+    (other / ".synth_incomplete").write_text("")
+    generate(other, 1, 1, size=(64, 128), seed=6, progress=False)
+    assert (other / "meta.json").is_file() and not (other / ".synth_incomplete").exists()
     with pytest.raises(ConfigError, match="seq-len"):
         generate(tmp_path / "bad", 1, 1, n_seq=1, seq_len=1, progress=False)
 

@@ -37,8 +37,9 @@ def build_adapter(name: str, segmenter, adapt_cfg: Optional[Union[AdaptConfig, M
     cfg = _as_config(adapt_cfg)
     if name == "mean_teacher":
         cfg = cfg.model_copy(update={"pixel_contrast": cfg.pixel_contrast.model_copy(update={"enabled": False}),
-                                     "patch_contrast": cfg.patch_contrast.model_copy(update={"enabled": False})})
-    elif not (cfg.pixel_contrast.enabled or cfg.patch_contrast.enabled):
+                                     "patch_contrast": cfg.patch_contrast.model_copy(update={"enabled": False}),
+                                     "temporal_contrast": cfg.temporal_contrast.model_copy(update={"enabled": False})})
+    elif not (cfg.pixel_contrast.enabled or cfg.patch_contrast.enabled or cfg.temporal_contrast.enabled):
         from pipa_edge.log import warn
 
         warn("adapt", "method 'pipa' with no contrastive objective enabled (adapt.pixel_contrast.enabled, "

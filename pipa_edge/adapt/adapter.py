@@ -9,6 +9,7 @@ Per iteration (one summed loss, one backward by the trainer)::
     L = w_src CE(x_s') + w_mix sum(w_pix * CE(x_mix)) / |pixels|
       + r_pix(it) w_pix L_pixel(features, [y_s ; confident y_mix])
       + r_patch(it) w_patch L_patch(two views of x_t)               (one more student forward)
+      + r_temp(it) w_temp L_temporal(x_t, x_t-k)                     (video targets, temporal_contrast.py)
       + distillation(x_t)
     after the optimiser step: teacher <- EMA(student)
 
@@ -68,6 +69,12 @@ class Adapter(TrainMethod):
             self.patch = PatchContrast(segmenter.feature_dim, self.ignore_index, qc.proj_dim, qc.temperature,
                                        qc.anchors, qc.negatives_per_anchor, qc.neg_min_dist, qc.memory_size,
                                        qc.filter_memory_by_label, sampler)
+        self.temporal = None  # video PiPa++: temporal contrast on target frame pairs (image_prev)
+        if cfg.temporal_contrast.enabled:
+            from pipa_edge.adapt.temporal_contrast import build_temporal
+
+            self.temporal = build_temporal(cfg.temporal_contrast, segmenter.feature_dim, self.num_classes,
+                                           self.ignore_index, sampler)
         self.kd_teacher = FrozenTeacher(cfg.distill.teacher_checkpoint) if cfg.distill.enabled else None
 
     # --------------------------------------------------------------------------------------- API
@@ -173,7 +180,17 @@ class Adapter(TrainMethod):
             logs["loss_patch"] = float(loss_patch.detach())
             logs["patch_pos_cos"] = self.patch.last_stats.get("pos_cos", 0.0)
 
-        # 6. distillation from a larger adapted teacher on clean target images
+        # 6. temporal contrast on (frame t, frame t-k) target pairs (video batches only)
+        tc = cfg.temporal_contrast
+        r = ramp(it, tc.warmup_iters, tc.ramp_iters)
+        if self.temporal is not None and r > 0 and "image_prev" in batch["target"]:
+            from pipa_edge.adapt.temporal_contrast import temporal_step
+
+            loss_t, t_logs = temporal_step(self, batch["target"], pl.label, pl.conf)
+            loss = loss + r * tc.weight * loss_t
+            logs.update(t_logs)
+
+        # 7. distillation from a larger adapted teacher on clean target images
         if self.kd_teacher is not None:
             d = cfg.distill
             loss_kd, kd_logs = distill_loss(logits[2 * B:], self.kd_teacher(batch["target"]["image"]), d.temperature,

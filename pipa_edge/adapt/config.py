@@ -11,6 +11,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
+from pipa_edge.adapt.temporal_config import TemporalContrastConfig
 from pipa_edge.config import StrictModel
 
 
@@ -114,5 +115,6 @@ class AdaptConfig(StrictModel):
     mix: MixConfig = MixConfig()
     pixel_contrast: PixelContrastConfig = PixelContrastConfig()
     patch_contrast: PatchContrastConfig = PatchContrastConfig()
+    temporal_contrast: TemporalContrastConfig = TemporalContrastConfig()  # video targets (image_prev)
     sampler: SamplerConfig = SamplerConfig()
     distill: DistillConfig = DistillConfig()

@@ -3,10 +3,12 @@
 Shapes: decoder features ``f (B, C, h, w)`` of the student, labels ``y (B, H, W)`` at input
 resolution (source GT and confident target pseudo-labels; everything else = ignore index).
 
-    z   = normalize(g(f))                 (B, D, h, w)   g: training-only projection head
     y'  = majority_vote(y, (h, w))        (B, h, w)      ignore never wins (pseudo.downsample_labels)
     anchors a (class-balanced, <= N per class, from the sampler), candidates c (anchors + a random
-    class-balanced pool); s_ac = z_a . z_c / tau
+    class-balanced pool)
+    z_c = normalize(g(f_c))               (M, D)         g: training-only pointwise projection head,
+                                                         run on the sampled cells only
+    s_ac = z_a . z_c / tau
     P_a = {c != a : y'_c = y'_a},  N_a = sampler.negatives(s, y'_c != y'_a, k)
     L = mean_a  -1/|P_a| sum_{p in P_a} log( e^{s_ap} / (e^{s_ap} + sum_{n in N_a} e^{s_an}) )
 """
@@ -49,29 +51,43 @@ class PixelContrast(nn.Module):
         self._pool = RandomSampler(self.sampler.generator)
         self.last_stats: dict[str, float] = {}
 
-    def loss_from_embeddings(self, z: torch.Tensor, y: torch.Tensor, score: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``z (P, D)`` normalised embeddings, ``y (P,)`` labels at the same cells, ``score (P,)``."""
+    def _select(self, y: torch.Tensor, score: Optional[torch.Tensor]):
+        """Anchor cells (sampler) and candidate cells (anchors + a random class-balanced pool)."""
         a_idx = self.sampler.anchors(y, score, self.anchors_per_class, self.ignore_index, self.num_classes)
-        if a_idx.numel() < 2:
-            self.last_stats = {"anchors": float(a_idx.numel())}
-            return z.sum() * 0.0
         pool = self._pool.anchors(y, None, self.anchors_per_class, self.ignore_index, self.num_classes)
-        c_idx = torch.unique(torch.cat([a_idx, pool]))
-        za, zc = z[a_idx], z[c_idx]
+        return a_idx, torch.unique(torch.cat([a_idx, pool]))
+
+    def _loss(self, za, zc, a_idx, c_idx, y) -> torch.Tensor:
         ya, yc = y[a_idx], y[c_idx]
         sim = za @ zc.t() / self.temperature  # (A, M)
         not_self = a_idx.view(-1, 1) != c_idx.view(1, -1)
         pos = (ya.view(-1, 1) == yc.view(1, -1)) & not_self
         neg = self.sampler.negatives(sim.detach(), ya.view(-1, 1) != yc.view(1, -1), self.negatives_per_anchor)
-        self.last_stats = {"anchors": float(a_idx.numel()), "classes": float(torch.unique(ya).numel())}
+        self.last_stats = {"anchors": float(a_idx.numel()), "candidates": float(c_idx.numel())}
         return info_nce(sim, pos, neg)
 
+    def loss_from_embeddings(self, z: torch.Tensor, y: torch.Tensor, score: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``z (P, D)`` normalised embeddings, ``y (P,)`` labels at the same cells, ``score (P,)``."""
+        a_idx, c_idx = self._select(y, score)
+        if a_idx.numel() < 2:
+            self.last_stats = {"anchors": float(a_idx.numel())}
+            return z.sum() * 0.0
+        return self._loss(z[a_idx], z[c_idx], a_idx, c_idx, y)
+
     def forward(self, features: torch.Tensor, labels: torch.Tensor, score: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``features (B, C, h, w)``, ``labels (B, H, W)`` (ignore = unknown), ``score (B, h, w)``."""
-        b, _, h, w = features.shape
-        z = self.head(features)  # (B, D, h, w)
+        """``features (B, C, h, w)``, ``labels (B, H, W)`` (ignore = unknown), ``score (B, h, w)``.
+
+        Cells are sampled from the labels first; the (pointwise) projection head then runs only on
+        the sampled cells, not on the whole feature map (same result, a fraction of the cost)."""
+        b, c, h, w = features.shape
         y = labels if labels.shape[-2:] == (h, w) else downsample_labels(
             labels, (h, w), self.num_classes, self.ignore_index, self.min_valid)
-        zf = z.permute(0, 2, 3, 1).reshape(b * h * w, -1)
-        sf = None if score is None else score.reshape(-1)
-        return self.loss_from_embeddings(zf, y.reshape(-1), sf)
+        y = y.reshape(-1)
+        a_idx, c_idx = self._select(y, None if score is None else score.reshape(-1))
+        if a_idx.numel() < 2 or c_idx.numel() < 2:
+            self.last_stats = {"anchors": float(a_idx.numel())}
+            return features.sum() * 0.0
+        ff = features.permute(0, 2, 3, 1).reshape(-1, c)
+        zc = self.head(ff[c_idx].view(-1, c, 1, 1)).view(c_idx.numel(), -1)  # (M, D)
+        za = zc[torch.searchsorted(c_idx, a_idx)]
+        return self._loss(za, zc, a_idx, c_idx, y)

@@ -88,7 +88,8 @@ def cpu_info() -> dict:
     except (AttributeError, OSError):
         load = None
     return {"model": cpu_model(), "logical_cpus": os.cpu_count(), "usable_cpus": affinity,
-            "torch_threads": torch_threads, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "loadavg": load}
+            "torch_threads": torch_threads, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "loadavg": load}
 
 
 def cuda_info() -> dict:

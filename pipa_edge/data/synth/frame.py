@@ -35,6 +35,15 @@ def _screen(H: int, W: int) -> tuple:
     return fine, leaf, amp, r2.astype(np.float32)
 
 
+def colour_grade(img: np.ndarray, ph: dict) -> np.ndarray:
+    """Per-scene exposure, white balance, saturation and gamma (pointwise: flat stays flat)."""
+    img *= ph["exposure"] * ph["wb"]
+    grey = img.mean(axis=2, keepdims=True)
+    img = grey + ph["saturation"] * (img - grey)
+    np.clip(img, 0, 255, out=img)
+    return 255.0 * (img / 255.0) ** ph["gamma"]
+
+
 def camera_effects(img: np.ndarray, lab: np.ndarray, world: World, rng: np.random.Generator) -> np.ndarray:
     """Real-style camera model on a float image (in place where possible); returns float32 0-255."""
     ph = world.photo
@@ -42,11 +51,7 @@ def camera_effects(img: np.ndarray, lab: np.ndarray, world: World, rng: np.rando
     fine, leaf, amp, r2 = _screen(H, W)
     tex = np.where(lab == C["vegetation"], leaf, fine)
     img *= (1 + amp[lab] * tex)[..., None]
-    img *= ph["exposure"] * ph["wb"]
-    grey = img.mean(axis=2, keepdims=True)
-    img = grey + ph["saturation"] * (img - grey)
-    np.clip(img, 0, 255, out=img)
-    img = 255.0 * (img / 255.0) ** ph["gamma"]
+    img = colour_grade(img, ph)
     img *= (1 - ph["vignette"] * r2)[..., None]
     sigma = ph["blur"] * H / 256.0
     if sigma > 0.2:
@@ -74,5 +79,7 @@ def render_frame(world: World, t: float, H: int, W: int, rng: np.random.Generato
     draw_objects(P, near)
     if world.style.textured:
         img = camera_effects(img, lab, world, rng if rng is not None else np.random.default_rng(0))
+    else:
+        img = colour_grade(img, world.photo)
     out = np.clip(img + 0.5, 0, 255).astype(np.uint8)
     return out, lab

@@ -28,6 +28,7 @@ from pipa_edge.data.synth import GENERATOR_VERSION
 from pipa_edge.errors import ConfigError, DataError
 
 SPLITS = ("sim", "real", "sim_seq", "real_seq")
+INCOMPLETE = ".synth_incomplete"
 _PNG = [cv2.IMWRITE_PNG_COMPRESSION, 1]
 
 
@@ -71,19 +72,19 @@ def _prepare(out: Path) -> None:
     """Create ``out``; clear the split folders of an earlier synth run there, refuse foreign folders."""
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
-    meta = out / "meta.json"
+    meta, marker = out / "meta.json", out / INCOMPLETE
     if out.is_dir() and any(out.iterdir()):
-        if not meta.is_file():
+        if not meta.is_file() and not marker.is_file():
             raise DataError(f"{out}: folder is not empty and holds no synthetic dataset (meta.json); "
                             "refusing to write into it", hint="pick a new or empty folder")
         for s in SPLITS:
             if (out / s).is_dir():
                 shutil.rmtree(out / s)
-        meta.unlink()
+        meta.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    # mark the folder as ours at once, so an interrupted run can be overwritten by the next one
-    meta.write_text(json.dumps({"generator": "pipa-edge synth", "version": GENERATOR_VERSION,
-                                "status": "incomplete"}) + "\n")
+    # mark the folder as ours at once, so an interrupted run can be overwritten by the next one;
+    # meta.json appears only when the dataset is complete
+    marker.write_text("pipa-edge synth: generation in progress or interrupted\n")
 
 
 def generate(out: Path, n_sim: int, n_real: int, n_seq: int = 0, seq_len: int = 0, size=(256, 512), seed: int = 0,
@@ -136,6 +137,7 @@ def generate(out: Path, n_sim: int, n_real: int, n_seq: int = 0, seq_len: int = 
             "counts": counts, "seq_len": seq_len, "frames": total, "classes": SYNTH11.to_dict(),
             "class_pixels": {s: hists[s][: SYNTH11.num_classes].tolist() for s in SPLITS if hists[s].any()}}
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    (out / INCOMPLETE).unlink(missing_ok=True)
     return meta
 
 

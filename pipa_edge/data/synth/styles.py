@@ -72,8 +72,8 @@ SIM_PALETTE = {
     "sign": _c((220, 30, 30), (30, 70, 200), (240, 200, 20), (250, 250, 250)),
     "vegetation": _c((60, 160, 50), (40, 130, 40), (90, 170, 60)),
     "trunk": _c((110, 70, 40)),
-    "terrain": _c((130, 200, 90), (160, 190, 90), (110, 180, 80)),
-    "sky": _c((110, 170, 240), (130, 190, 245), (90, 150, 230), (160, 190, 225)),
+    "terrain": _c((130, 200, 90), (160, 190, 90), (110, 180, 80), (140, 170, 100)),
+    "sky": _c((110, 170, 240), (130, 190, 245), (90, 150, 230), (160, 190, 225), (180, 205, 235)),
     "backdrop": _c((160, 160, 190), (140, 150, 180)),
     "car": _c((220, 30, 30), (30, 60, 210), (240, 210, 30), (30, 170, 60), (240, 240, 240), (40, 40, 40),
               (250, 120, 20), (140, 40, 180), (150, 150, 155), (90, 90, 95)),
@@ -96,7 +96,7 @@ REAL_PALETTE = {
     "sign": _c((185, 40, 40), (40, 70, 150), (200, 170, 40), (215, 215, 210)),
     "vegetation": _c((65, 100, 45), (52, 85, 38), (85, 110, 55), (75, 95, 48)),
     "trunk": _c((70, 55, 45)),
-    "terrain": _c((110, 135, 70), (125, 130, 80), (100, 128, 62)),
+    "terrain": _c((110, 145, 70), (125, 140, 80), (100, 135, 62)),
     "sky": _c((150, 180, 220), (175, 195, 220), (200, 208, 215), (130, 165, 210)),
     "backdrop": _c((150, 155, 165), (130, 135, 145)),
     "car": _c((180, 180, 182), (40, 40, 42), (225, 225, 222), (120, 122, 125), (120, 30, 30), (30, 45, 80),
@@ -113,7 +113,8 @@ SIM = DomainStyle(
     building_height=(9.0, 32.0), building_len=(10.0, 28.0), building_gap=0.15, fence_prob=0.45,
     car_density=2.5, parked_density=4.0, car_scale=(0.95, 1.1), person_density=9.0, person_height=(1.65, 1.9),
     tree_density=5.0, tree_scale=(0.8, 1.1), pole_spacing=(18.0, 28.0), sign_density=4.0,
-    palette=SIM_PALETTE, textured=False, sun_prob=0.0, haze=(0.0, 0.002), jitter=8.0,
+    palette=SIM_PALETTE, textured=False, sun_prob=0.0, haze=(0.0, 0.002), jitter=8.0, saturation=(0.9, 1.1),
+    exposure=(0.85, 1.15), gamma=(0.9, 1.1), white_balance=0.03,
 )
 
 REAL = DomainStyle(
@@ -122,8 +123,8 @@ REAL = DomainStyle(
     building_height=(6.0, 20.0), building_len=(8.0, 22.0), building_gap=0.3, fence_prob=0.5,
     car_density=4.0, parked_density=9.0, car_scale=(0.9, 1.25), person_density=4.0, person_height=(1.55, 1.85),
     tree_density=9.0, tree_scale=(0.9, 1.5), pole_spacing=(14.0, 24.0), sign_density=3.0,
-    palette=REAL_PALETTE, textured=True, sun_prob=0.6, haze=(0.003, 0.010), saturation=(0.65, 0.95),
-    exposure=(0.8, 1.1), gamma=(0.9, 1.15), white_balance=0.05, vignette=(0.15, 0.4), blur=(0.5, 1.1),
+    palette=REAL_PALETTE, textured=True, sun_prob=0.6, haze=(0.003, 0.010), saturation=(0.7, 1.0),
+    exposure=(0.8, 1.1), gamma=(0.9, 1.15), white_balance=0.035, vignette=(0.15, 0.4), blur=(0.5, 1.1),
     noise=(1.5, 4.5), jitter=14.0,
 )
 

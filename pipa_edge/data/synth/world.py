@@ -108,7 +108,7 @@ def _photo(rng, s: DomainStyle) -> dict:
     return {"exposure": _u(rng, s.exposure), "gamma": _u(rng, s.gamma), "saturation": _u(rng, s.saturation),
             "wb": (1.0 + rng.normal(0, s.white_balance, 3)).astype(np.float32), "vignette": _u(rng, s.vignette),
             "blur": _u(rng, s.blur), "noise": _u(rng, s.noise), "haze": _u(rng, s.haze),
-            "clouds": float(rng.uniform(0.0, 0.8)) if s.textured else 0.0,
+            "clouds": float(rng.uniform(0.0, 0.6)) if s.textured else 0.0,
             "crosswalk": float(rng.uniform(0.0, 1.0)) if rng.random() < 0.4 else -1.0}
 
 
