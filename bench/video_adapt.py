@@ -93,11 +93,12 @@ def overhead(init: Path, data: Path, steps: int = 8) -> dict:
         s.pop("name"), t.pop("name")
         batches.append({"source": s, "target": t})
     out = {}
-    variants = {"image": ("pipa", False, False), "video_dis_in_step": ("pipa", True, False),
-                "video_flow_in_batch": ("pipa", True, True)}
-    for name, (method, temporal, given) in variants.items():
-        c = cfg.model_copy(update={"method": method, "adapt": cfg.adapt.model_copy(update={
-            "temporal_contrast": cfg.adapt.temporal_contrast.model_copy(update={"enabled": temporal})})})
+    variants = {"image": ("student", False, False), "video_dis_in_step": ("student", True, False),
+                "video_flow_in_batch": ("student", True, True), "video_teacher_key": ("teacher", True, False)}
+    for name, (key, temporal, given) in variants.items():
+        c = cfg.model_copy(update={"method": "pipa", "adapt": cfg.adapt.model_copy(update={
+            "temporal_contrast": cfg.adapt.temporal_contrast.model_copy(update={"enabled": temporal,
+                                                                                "key_encoder": key})})})
         torch.manual_seed(0)
         m = build_model_and_method(c, torch.device("cpu"))
         opt = torch.optim.AdamW(m.trainable_parameters(), lr=1e-5)
@@ -162,7 +163,10 @@ def main() -> int:
     out = REPO / args.out
     jpath = REPO / args.json
     res = json.loads(jpath.read_text()) if jpath.is_file() else {}
-    res["command"] = "python bench/video_adapt.py " + " ".join(sys.argv[1:])
+    cmd = "python bench/video_adapt.py " + " ".join(sys.argv[1:])
+    res.setdefault("commands", [])
+    if cmd not in res["commands"]:
+        res["commands"].append(cmd)
     res["torch"], res["device"] = torch.__version__, "cpu (1 thread)"
     data = synth(out / "synth", 0, 120, 32, 12)
     eval_data = synth(out / "synth_eval", 1, 0, 0, 4)
