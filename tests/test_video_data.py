@@ -135,3 +135,12 @@ def test_pairs_precomputed_flow_and_identical_augmentation(tmp_path):
     _rgb(tmp_path / "cv/train/images/a_1.png", 0)  # plain CamVid: stills, no sequences
     with pytest.raises(DataError, match="has no sequences"):
         PairDataset(build_dataset(DatasetConfig(type="camvid", root=str(tmp_path / "cv"), labels=False)), 1)
+
+
+def test_real_dashcam_clip_as_pairs(dashcam_video):
+    vd = build_dataset(DatasetConfig(type="video", root=str(dashcam_video), resize=(72, 128), pair_offset=1,
+                                     flow="dis"))
+    assert len(vd) == 220  # 221 frames → 220 consecutive pairs
+    item = vd[10]
+    assert item["image"].shape == item["image_prev"].shape == (72, 128, 3) and item["name"] == "solidWhiteRight/000011"
+    assert 0.5 < item["flow_valid"].mean() <= 1.0  # highway scene: most pixels have a consistent match

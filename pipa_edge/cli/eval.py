@@ -2,6 +2,8 @@
 
 SPEC is ``TYPE:ROOT[:SPLIT]`` (e.g. ``camvid:../shared/data/camvid:dusk_train``) or a YAML file
 with a dataset mapping. Writes ``<out>/<name>.json`` and ``<out>/<name>_iou.png`` per dataset.
+``--video``: temporal consistency / label flip rate on sequences or video files instead
+(``<out>/<name>_video.json``; :mod:`pipa_edge.train.video_eval`).
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def evaluate_video(ckpt: str | Path, data: Sequence[str], out_dir: str | Path, i
         rep["json"] = str(path)
         path.write_text(json.dumps(rep, indent=2))
         fmt = lambda v: "n/a" if v is None else f"{100 * v:.2f}"  # noqa: E731
-        ok("eval", f"{name}: TC {fmt(rep['tc'])}  flip rate {fmt(rep['flip_rate'])}%  mIoU {fmt(rep['miou'])}  "
+        ok("eval", f"{name}: TC {fmt(rep['tc'])}%  flip rate {fmt(rep['flip_rate'])}%  mIoU {fmt(rep['miou'])}  "
                    f"({rep['frames']} frames, {rep['pairs']} pairs) → {path}")
         reports.append(rep)
     return reports
