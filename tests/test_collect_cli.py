@@ -103,6 +103,11 @@ def test_readapt_recipe_matches_the_trainer_schema():
     from pipa_edge.train.config import load_train_config
 
     recipe = Path(__file__).resolve().parents[1] / "train" / "readapt_collected.yaml"
-    cfg = load_train_config(recipe, ["target.root=/somewhere/collect"])
-    assert cfg.target.type == "collected" and cfg.target.labels is False and cfg.init_from
-    assert cfg.source.type != "collected" and cfg.method == "mean_teacher"
+    cfg = load_train_config(recipe, ["source.root=/somewhere/collect"])
+    assert cfg.source.type == "collected" and cfg.source.labels and cfg.init_from
+    assert cfg.method == "source_only" and cfg.target is None
+    # the documented mean-teacher variant validates too
+    mt = load_train_config(recipe, ["method=mean_teacher", "source.type=camvid", "source.root=/d/camvid",
+                                    "source.split=day_train",
+                                    "target={type: collected, root: /somewhere/collect, labels: false}"])
+    assert mt.target.type == "collected" and mt.target.labels is False and mt.method == "mean_teacher"
