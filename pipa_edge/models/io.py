@@ -12,14 +12,13 @@ the file with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from pipa_edge.data.classes import ClassSet
 from pipa_edge.errors import ModelFileError
+from pipa_edge.fileio import atomic_write
 from pipa_edge.models.segmenter import Segmenter
 
 FORMAT = "pipa-edge/1"
@@ -31,20 +30,7 @@ def segmenter_entry(model: Segmenter) -> dict:
 
 def atomic_torch_save(obj, path: str | Path) -> Path:
     """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def save_segmenter(path: str | Path, model: Segmenter, **extra) -> Path:

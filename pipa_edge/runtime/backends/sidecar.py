@@ -8,13 +8,11 @@ so an ONNX file that lost its sidecar still loads.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from pipa_edge.errors import ModelFileError
+from pipa_edge.fileio import atomic_write, file_sha256  # noqa: F401 (re-exported)
 from pipa_edge.runtime.backends.base import ModelMeta
 
 SIDECAR_FORMAT = "pipa-edge-sidecar/1"
@@ -26,31 +24,12 @@ def sidecar_path(model_path: str | Path) -> Path:
     return p.with_name(p.name + ".json")
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_json_atomic(path: str | Path, data: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; sidecars are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    def dump(f) -> None:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+
+    return atomic_write(path, dump, binary=False)
 
 
 def write_sidecar(model_path: str | Path, meta: ModelMeta) -> Path:

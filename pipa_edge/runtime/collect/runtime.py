@@ -11,19 +11,11 @@ writes run on the collector's worker thread). ``t`` is the capture time (``time.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from pipa_edge.errors import ConfigError
+from pipa_edge.fileio import file_sha256
 from pipa_edge.runtime.collect.config import load_collect_config
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def model_info(backend) -> dict:
