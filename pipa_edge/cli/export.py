@@ -32,6 +32,9 @@ def add_parser(sub) -> None:
     p.add_argument("--calib-n", type=int, default=None, help="number of calibration frames")
     p.add_argument("--gate-data", default=None, help="labelled folder (images/ + labels/) for the INT8 mIoU gate")
     p.add_argument("--max-drop", type=float, default=None, help="allowed INT8 mIoU drop (0.03 = 3 points)")
+    p.add_argument("--stateful", dest="temporal", action="store_true", default=None,
+                   help="also export <name>.stateful.onnx: temporal smoothing inside the graph (frame + state in, "
+                        "labels + state out); tune with --set temporal.alpha=0.5 temporal.delta=0.1 temporal.persist=3")
     p.add_argument("--out", default=None, help="output folder (default: next to the checkpoint)")
     p.add_argument("--name", default=None, help="output file stem (default: checkpoint stem)")
     p.add_argument("--bench-runs", type=int, default=None, help="timed runs per format for the table (0 = skip)")
@@ -49,7 +52,8 @@ def config_from_args(args):
                  "output_resolution": args.output_resolution, "simplify": args.simplify, "out_dir": args.out,
                  "name": args.name, "bench_runs": args.bench_runs, "parity.frames": args.frames,
                  "int8.calib": args.calib, "int8.n": args.calib_n, "int8.gate_data": args.gate_data,
-                 "int8.max_miou_drop": args.max_drop}
+                 "int8.max_miou_drop": args.max_drop,
+                 "temporal.enabled": args.temporal}
     return load_export_config(args.profile, overrides, tuple(args.sets))
 
 

@@ -48,6 +48,14 @@ class DeepStreamConfig(StrictModel):
     network_mode: Optional[int] = None  # None → from precision (0 fp32, 1 int8, 2 fp16)
 
 
+class TemporalExportConfig(StrictModel):
+    """Stateful export: the temporal filter (EMA + hysteresis) inside the graph, state in/out."""
+    enabled: bool = False
+    alpha: float = Field(0.5, gt=0, le=1)  # EMA weight of the new frame
+    delta: float = Field(0.1, ge=0)  # hysteresis margin
+    persist: int = Field(3, ge=1)  # frames a new label must persist to win without the margin
+
+
 class ExportConfig(StrictModel):
     device: str = "generic"  # profile name, for reports
     description: str = ""
@@ -67,6 +75,7 @@ class ExportConfig(StrictModel):
     int8: Int8Config = Int8Config()
     tensorrt: TensorRTConfig = TensorRTConfig()
     deepstream: DeepStreamConfig = DeepStreamConfig()
+    temporal: TemporalExportConfig = TemporalExportConfig()  # also writes <name>.stateful.onnx
     bench_runs: int = Field(10, ge=0)  # ms/frame measurement for the results table (0 = skip)
 
     @field_validator("imgsz", mode="before")

@@ -44,7 +44,7 @@ class ExportResult:
     @property
     def deployed(self) -> Path:
         """The file the runtime should load (engine > openvino > int8/fp16 ONNX > ONNX)."""
-        for k in ("engine", "openvino", "onnx_int8", "onnx_fp16", "onnx"):
+        for k in ("engine", "openvino", "onnx_int8", "onnx_fp16", "onnx_stateful", "onnx"):
             if k in self.files:
                 return self.files[k]
         raise KeyError("nothing exported")
@@ -130,6 +130,9 @@ def export(ckpt: str | Path, cfg: ExportConfig | None = None) -> ExportResult:
     fp32 = OrtBackend(onnx_path)
     res.rows.append(_check(res, "ONNX", onnx_path, fp32, torch_ref, frames, "fp32", cfg))
 
+    if cfg.temporal.enabled:  # 1b. the stateful graph: temporal filter inside (frame + state → labels + state)
+        _stateful(res, cfg, seg, ckpt, frames, out_dir, stem, size)
+
     # 2. precision variants of the ONNX graph
     if cfg.precision == "int8":
         _int8(res, cfg, seg, meta, fp32, torch_ref, frames, out_dir, stem, size)
@@ -178,6 +181,60 @@ def _check(res: ExportResult, label: str, path: Path, backend, torch_ref, frames
             gate(rep, str(path))
         par = f"{100 * rep.agreement:.2f}%" + ("" if rep.max_abs is None else f" Δ{rep.max_abs:.1e}")
     return ExportRow(label, path.name, _size_mb(path), par, time_backend(backend, tuple(cfg.imgsz), cfg.bench_runs))
+
+
+def _stateful(res, cfg, seg, ckpt, frames, out_dir, stem, size) -> None:
+    """Export ``<stem>.stateful.onnx`` and gate it: the graph stepped over the parity frames against
+    the NumPy :class:`TemporalFilter` on the torch reference's logits (label agreement)."""
+    from pipa_edge.errors import ConfigError
+    from pipa_edge.export.onnx import (STATE_INIT, STATE_INPUTS, STATE_OUTPUTS, build_meta, export_onnx_stateful,
+                                       save_onnx)
+    from pipa_edge.export.parity import MIN_AGREEMENT, ParityReport
+    from pipa_edge.export.simplify import simplify
+    from pipa_edge.runtime.backends.ort_backend import OrtBackend
+    from pipa_edge.runtime.backends.torch_backend import TorchBackend
+    from pipa_edge.runtime.temporal import TemporalFilter
+
+    if cfg.dynamic:
+        raise ConfigError("export config: temporal.enabled needs static shapes (the state has the model's "
+                          "output size); drop 'dynamic'")
+    t = cfg.temporal
+    path = out_dir / f"{stem}.stateful.onnx"
+    proto, hw = export_onnx_stateful(seg, size, alpha=t.alpha, delta=t.delta, persist=t.persist,
+                                     input_format=cfg.input_format, batch=cfg.batch, opset=cfg.opset)
+    if cfg.simplify:  # no random-input check: random int32 state is not a valid label map
+        proto = simplify(proto, where=str(path), check_n=0)
+    stateful = {"state_inputs": STATE_INPUTS, "state_outputs": STATE_OUTPUTS, "state_init": STATE_INIT,
+                "state_hw": list(hw),
+                "alpha": t.alpha, "delta": t.delta, "persist": t.persist}
+    meta = build_meta(seg, size, cfg.input_format, "labels", "model", dynamic=False,
+                      source_checkpoint=ckpt.name, stateful=stateful)
+    save_onnx(proto, path, meta)
+    res.files["onnx_stateful"] = path
+    log.ok(STAGE, f"stateful ONNX (temporal filter in the graph, state {hw[0]}x{hw[1]}, alpha {t.alpha}, "
+                  f"delta {t.delta}, persist {t.persist}) → {path}")
+    backend = OrtBackend(path)
+    par = "skipped"
+    if frames is None:
+        log.warn(STAGE, "parity stateful ONNX: skipped (parity disabled)")
+    else:
+        ref = TorchBackend(segmenter=seg, input_size=size, output="logits", output_resolution="model")
+        filt = TemporalFilter(t.alpha, t.delta, t.persist)
+        agree = n_px = 0
+        for i in range(0, len(frames.frames) - cfg.batch + 1, cfg.batch):
+            x = frames.frames[i:i + cfg.batch]
+            want, got = filt.update(ref.infer(x), "logits"), backend.infer(x)
+            agree, n_px = agree + int((want == got).sum()), n_px + want.size
+        thr = cfg.parity.min_agreement or MIN_AGREEMENT["fp32"]
+        rep = ParityReport(n_px // max(int(np.prod(hw)) * cfg.batch, 1), f"{frames.source} (stepped, vs NumPy "
+                           "filter on torch logits)", None, None, agree / max(n_px, 1), thr, agree >= thr * n_px)
+        res.parity["ONNX stateful"] = rep
+        (log.ok if rep.passed else log.warn)(STAGE, f"parity stateful ONNX: {rep.line()}")
+        gate(rep, str(path))
+        par = f"{100 * rep.agreement:.2f}%"
+        backend.reset_state()
+    res.rows.append(ExportRow("ONNX stateful", path.name, _size_mb(path), par,
+                              time_backend(backend, size, cfg.bench_runs)))
 
 
 def _int8(res, cfg, seg, meta, fp32, torch_ref, frames, out_dir, stem, size) -> None:

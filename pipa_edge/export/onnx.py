@@ -86,3 +86,49 @@ def save_onnx(proto, path: str | Path, meta: ModelMeta) -> ModelMeta:
 
 def opset_of(proto) -> int:
     return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
+
+
+STATE_INPUTS = ["ema", "label", "pending", "count"]
+STATE_OUTPUTS = ["ema_out", "label_out", "pending_out", "count_out"]
+STATE_INIT = [0, -1, -1, 0]  # first frame: EMA zeros (no state yet), no label, no pending candidate, count 0
+
+
+def export_onnx_stateful(segmenter, input_size: tuple[int, int], *, alpha: float, delta: float, persist: int,
+                         input_format: str = "float_nchw", batch: int = 1, opset: int = OPSET):
+    """The segmenter with the temporal filter inside the graph (static shapes, model resolution).
+
+    Inputs ``frame`` + ``ema (B,K,h,w) float32``, ``label``/``pending``/``count (B,h,w) int32``;
+    outputs ``labels (B,h,w) uint8`` + the new state (``*_out``). Returns ``(proto, (h, w))``.
+    """
+    import onnx
+    import torch
+
+    from pipa_edge.export.graph import DeployModel, output_size
+    from pipa_edge.runtime.temporal import StatefulSegmenter
+
+    class _Graph(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            deploy = DeployModel(segmenter, input_format=input_format, output="logits", output_resolution="model")
+            self.inner = StatefulSegmenter(deploy, alpha, delta, persist)
+
+        def forward(self, frame, ema, label, pending, count):
+            out, ema_new, pend, cnt = self.inner(frame, ema, label, pending, count)
+            return out.to(torch.uint8), ema_new, out, pend, cnt
+
+    h, w = (int(v) for v in input_size)
+    oh, ow = output_size(segmenter, (h, w), "model")
+    k = segmenter.num_classes
+    frame = torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8) if input_format == "uint8_nhwc" \
+        else torch.randn(batch, 3, h, w)
+    minus1 = torch.full((batch, oh, ow), -1, dtype=torch.int32)
+    state = (torch.zeros(batch, k, oh, ow), minus1, minus1.clone(), torch.zeros(batch, oh, ow, dtype=torch.int32))
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Graph().eval(), (frame, *state), buf, dynamo=False, opset_version=opset,
+                          input_names=["frame", *STATE_INPUTS], output_names=["labels", *STATE_OUTPUTS],
+                          do_constant_folding=True)
+    proto = onnx.load_from_string(buf.getvalue())
+    proto.producer_name = "pipa-edge"
+    return proto, (oh, ow)

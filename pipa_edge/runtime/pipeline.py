@@ -103,8 +103,13 @@ class _Runner:
         self.live = live
         meta = backend.meta
         self.kind = meta.output
+        self.in_graph = bool(getattr(backend, "stateful", False))  # the graph smooths: NumPy filter off
         self.filter = TemporalFilter(opts.smooth_alpha, opts.hysteresis_delta, opts.hysteresis_frames,
-                                     enabled=opts.smooth)
+                                     enabled=opts.smooth and not self.in_graph)
+        if self.in_graph:
+            t = meta.extra.get("stateful", {})
+            log.stage("run", f"temporal smoothing runs in the graph (stateful model: alpha {t.get('alpha')}, "
+                             f"delta {t.get('delta')}, persist {t.get('persist')}); --smooth options do not apply")
         self.viz = Visualizer(meta.classes, opts.viz, opts.alpha, opts.legend)
         self.on_frame = None
         self.collector = None
@@ -205,6 +210,8 @@ class _Runner:
                 t0 = time.monotonic()
                 if f.segment != segment:  # new stream after a reopen/loop: restart the filter
                     self.filter.reset()
+                    if self.in_graph:
+                        b.reset_state()
                     labels, prev, segment = None, None, f.segment
                 if labels is None or f.index % o.keyframe == 0:
                     x = f.model_input if f.model_input is not None else self._preprocess(f)

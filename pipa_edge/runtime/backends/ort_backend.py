@@ -106,9 +106,45 @@ class OrtBackend(Backend):
         self._in_name, self._out_names = self.inp.name, [self.out.name]
         b = self.inp.shape[0]
         self.static_batch = b if isinstance(b, int) else None
+        self._init_state(meta.extra.get("stateful"), str(p))
+
+    # ---- stateful graphs (temporal filter inside: frame + state in, labels + state out) ----
+    def _init_state(self, spec: dict | None, where: str) -> None:
+        self.stateful = bool(spec)
+        self._state: dict[str, np.ndarray] = {}
+        if not spec:
+            return
+        ins = {i.name: i for i in self.session.get_inputs()}
+        outs = [o.name for o in self.session.get_outputs()]
+        s_in, s_out = list(spec.get("state_inputs", [])), list(spec.get("state_outputs", []))
+        missing = [n for n in s_in if n not in ins] + [n for n in s_out if n not in outs]
+        if missing or len(s_in) != len(s_out) or any(not isinstance(d, int) for n in s_in for d in ins[n].shape):
+            raise ModelFileError(f"{where}: metadata says stateful but the graph's state tensors do not match "
+                                 f"(missing or dynamic: {', '.join(missing) or 'shapes'})")
+        init = list(spec.get("state_init") or [0] * len(s_in))  # first-frame value of each state tensor
+        self._state_specs = [(n, tuple(ins[n].shape), ins[n].type, v) for n, v in zip(s_in, init)]
+        self._out_names = [self.out.name, *s_out]
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        """Start a new stream: EMA zeros, label/pending -1 ("none yet"), count 0. No-op if stateless."""
+        if not self.stateful:
+            return
+        self._state = {}
+        for name, shape, typ, value in self._state_specs:
+            self._state[name] = np.full(shape, value, np.float32 if typ == "tensor(float)" else np.int32)
+
+    def _infer_stateful(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[0] != self.static_batch:
+            raise ValueError(f"{self.path.name}: stateful graph takes batch {self.static_batch}, got {x.shape[0]}")
+        outs = self.session.run(self._out_names, {self._in_name: x, **self._state})
+        self._state = dict(zip(self._state, outs[1:]))
+        return outs[0]
 
     def infer(self, frames: np.ndarray) -> np.ndarray:
         x = self.preprocess(frames)
+        if self.stateful:
+            return self._infer_stateful(x)
         sb = self.static_batch
         if sb is None or x.shape[0] == sb:
             return self.session.run(self._out_names, {self._in_name: x})[0]
