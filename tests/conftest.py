@@ -14,6 +14,24 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot  # noqa: E402,F401
 
+
+def _preload_native_libs() -> None:
+    """Load onnxsim and OpenVINO's CPU plugin before any test starts a GStreamer pipeline: loaded
+    afterwards (same process) they were seen to abort (onnxsim) or crash in compile_model (OpenVINO)."""
+    try:
+        import onnxsim  # noqa: F401
+    except ImportError:
+        pass
+    try:
+        import openvino as ov
+
+        ov.Core().get_property("CPU", "FULL_DEVICE_NAME")
+    except Exception:  # noqa: BLE001 - not installed, or no CPU plugin: the tests that need it skip
+        pass
+
+
+_preload_native_libs()
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PIPA_SHARED_DATA", REPO.parent / "shared" / "data"))
 

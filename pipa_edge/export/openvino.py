@@ -21,7 +21,10 @@ def export_openvino(onnx_path: str | Path, out_base: str | Path) -> Path:
     """Convert ``onnx_path`` to ``<out_base>.xml`` (FP32 weights; INT8 QDQ graphs stay INT8)."""
     ov = require_openvino()
     onnx_path, xml = Path(onnx_path), Path(f"{out_base}.xml")
-    model = ov.convert_model(str(onnx_path))
+    # Core.read_model (the ONNX frontend) rather than ov.convert_model: the latter goes through the
+    # model-conversion tool, which sends usage telemetry from a forked process by default — no
+    # network calls from an export, and that fork crashed a process that had GStreamer loaded.
+    model = ov.Core().read_model(str(onnx_path))
     ov.save_model(model, str(xml), compress_to_fp16=False)
     meta = read_sidecar(onnx_path)
     meta = dataclasses.replace(meta, extra=dict(meta.extra))
