@@ -167,7 +167,6 @@ def main() -> int:
     print(f"| {args.device} {args.arch} {args.size[0]}x{args.size[1]} | FPS without | FPS with | change | "
           f"offer ms median/max | saved | dropped |")
     print("|---|---|---|---|---|---|---|")
-    st = res["collector"][-1]
     print(f"| | {fps_wo:.1f} | {fps_w:.1f} | {res['fps_change_percent']:+.1f}% | "
           f"{np.mean([x['offer_ms_median'] for x in res['with']]):.3f}/{max(x['offer_ms_max'] for x in res['with']):.2f} | "
           f"{sum(c['saved'] for c in res['collector'])} | {sum(c['dropped'] for c in res['collector'])} |")

@@ -20,7 +20,7 @@ from pipa_edge.data.classes import ClassSet, get_class_set
 from pipa_edge.data.config import DatasetConfig
 from pipa_edge.data.datasets.base import resize_pair
 from pipa_edge.data.transforms import EvalTransform, TrainTransform, TransformConfig
-from pipa_edge.errors import ConfigError, DataError, PipaError
+from pipa_edge.errors import ConfigError, DataError
 
 LATER_TYPES = ("cityscapes_seq", "viper", "synthia_seq", "video")
 

@@ -32,17 +32,23 @@ def _locate(root: Path, split: str) -> tuple[Path, Path]:
                     f"{root / (split + 'annot')})")
 
 
+def camvid_records(root: Path, split: str, labels: bool, classes: ClassSet | None):
+    """Image/label records of a CamVid split and the LUT to ``classes`` (0..10 classes; 11 void and
+    anything else → ignore). Shared by the image and the sequence datasets."""
+    img_dir, lab_dir = _locate(root, split)
+    images = list_images(img_dir)
+    if not images:
+        raise DataError(f"{img_dir}: no images found")
+    records = paired_records(images, lab_dir if labels else None)
+    lut, cls = compose_lut(identity_lut(CAMVID11.num_classes), CAMVID11, classes)
+    return records, lut, cls
+
+
 class CamVidDataset(SegDataset):
     def __init__(self, root: str | Path, split: str = "train", labels: bool = True,
                  classes: ClassSet | None = None, resize: Sequence[int] | None = None,
                  limit: int | None = None):
         root = Path(root)
-        img_dir, lab_dir = _locate(root, split)
-        images = list_images(img_dir)
-        if not images:
-            raise DataError(f"{img_dir}: no images found")
-        records = paired_records(images, lab_dir if labels else None)
-        # 0..10 are classes; 11 (void) and anything else → ignore
-        lut, cls = compose_lut(identity_lut(CAMVID11.num_classes), CAMVID11, classes)
+        records, lut, cls = camvid_records(root, split, labels, classes)
         super().__init__(root, records, cls, lut, labels=labels, resize=resize, limit=limit)
         self.split = split

@@ -33,6 +33,18 @@ def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
     return apply_lut(label_ids, LABEL_ID_LUT)
 
 
+def find_gtfine_label(gt_dir: Path, base: str) -> tuple[Path | None, bool]:
+    """The gtFine label of frame ``base``: ``*_labelTrainIds.png`` if present, else ``*_labelIds.png``
+    (mapped on the fly; second value True), else ``(None, False)``."""
+    train_ids = gt_dir / f"{base}_gtFine_labelTrainIds.png"
+    if train_ids.is_file():
+        return train_ids, False
+    label_ids = gt_dir / f"{base}_gtFine_labelIds.png"
+    if label_ids.is_file():
+        return label_ids, True
+    return None, False
+
+
 class CityscapesDataset(SegDataset):
     IMG_SUFFIX = "_leftImg8bit.png"
 
@@ -51,14 +63,11 @@ class CityscapesDataset(SegDataset):
                 base = p.name[: -len(self.IMG_SUFFIX)]
                 lab = None
                 if have_gt:
-                    train_ids = gt_root / city.name / f"{base}_gtFine_labelTrainIds.png"
-                    label_ids = gt_root / city.name / f"{base}_gtFine_labelIds.png"
-                    if train_ids.is_file():
-                        lab = train_ids
-                    elif label_ids.is_file():
-                        lab = label_ids
+                    lab, is_label_ids = find_gtfine_label(gt_root / city.name, base)
+                    if is_label_ids:
                         self._uses_label_ids.add(base)
-                    elif labels:
+                    elif lab is None and labels:
+                        label_ids = gt_root / city.name / f"{base}_gtFine_labelIds.png"
                         raise DataError(f"{label_ids}: label missing for image {p.name} "
                                         "(neither labelTrainIds nor labelIds)")
                 records.append(Record(p, lab, base))

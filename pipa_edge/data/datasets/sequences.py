@@ -31,6 +31,7 @@ import numpy as np
 from pipa_edge.data.classes import CLASS_SETS, ClassSet
 from pipa_edge.data.datasets.base import IMAGE_EXTS, Record, SegDataset, apply_lut, compose_lut, identity_lut, \
     list_images, read_label_raw, require_dir, table_lut
+from pipa_edge.data.datasets.cityscapes import find_gtfine_label
 from pipa_edge.errors import DataError
 
 # DA-VSN / TPS tables (VIPER class ids and SYNTHIA-Seq class ids → their 15 / 12 evaluation classes)
@@ -81,13 +82,8 @@ class CityscapesSeqDataset(SequenceDataset):
                 parts = base.rsplit("_", 1)
                 if len(parts) != 2 or not parts[1].isdigit():
                     raise DataError(f"{p}: expected <city>_<seq>_<frame>{self.SUFFIX}")
-                lab = None
-                train_ids = gt_root / city.name / f"{base}_gtFine_labelTrainIds.png"
-                label_ids = gt_root / city.name / f"{base}_gtFine_labelIds.png"
-                if train_ids.is_file():
-                    lab = train_ids
-                elif label_ids.is_file():
-                    lab = label_ids
+                lab, is_label_ids = find_gtfine_label(gt_root / city.name, base)
+                if is_label_ids:
                     self._label_ids.add(base)
                 records.append(Record(p, lab, base))
                 seqs.append(parts[0])
@@ -158,17 +154,10 @@ def _camvid_seq(name: str) -> str:
 class CamVidSeqDataset(SequenceDataset):
     def __init__(self, root: str | Path, split: str = "train", labels: bool = True, classes: ClassSet | None = None,
                  resize: Sequence[int] | None = None, limit: int | None = None):
-        from pipa_edge.data.classes import CAMVID11
-        from pipa_edge.data.datasets.camvid import _locate
-        from pipa_edge.data.datasets.base import paired_records
+        from pipa_edge.data.datasets.camvid import camvid_records
 
         root = Path(root)
-        img_dir, lab_dir = _locate(root, split)
-        images = list_images(img_dir)
-        if not images:
-            raise DataError(f"{img_dir}: no images found")
-        records = paired_records(images, lab_dir if labels else None)
-        lut, cls = compose_lut(identity_lut(CAMVID11.num_classes), CAMVID11, classes)
+        records, lut, cls = camvid_records(root, split, labels, classes)
         super().__init__(root, records, [_camvid_seq(r.name) for r in records], cls, lut, labels=labels,
                          resize=resize, limit=limit)
         self.split = split
