@@ -73,7 +73,11 @@ def export_section(arch: str, hw, iters: int, rounds: int, threads: int | None, 
     seg = build_arch(arch)
     path = work / f"{arch}_{hw[0]}x{hw[1]}_u8.onnx"
     t0 = time.perf_counter()
-    save_onnx(export_onnx(seg, path, hw, input_format="uint8_nhwc"), path, build_meta(seg, hw, "uint8_nhwc", "logits", "input"))
+    from pipa_edge.export.fold import fold_for_export
+
+    xseg, folds = fold_for_export(seg)  # as `pipa-edge export` does; eager below runs the unmodified model
+    save_onnx(export_onnx(xseg, path, hw, input_format="uint8_nhwc"), path,
+              build_meta(seg, hw, "uint8_nhwc", "logits", "input", folds=folds))
     export_s = time.perf_counter() - t0
     eager = TorchBackend(segmenter=seg, input_size=hw, input_format="uint8_nhwc", threads=threads)
     ort = load_backend(path, threads=threads)

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pipa_edge.adapt.pseudo import confident_labels, downsample_labels, make_pseudo_labels
@@ -112,3 +113,24 @@ def test_majority_vote_downsampling_ignore_never_wins():
     assert out2[0, 1, 1] == 1
     assert out2.dtype == torch.int64
     assert not math.isnan(float(out2.float().mean()))
+
+
+def _vote_reference(label, size, k, ig, min_valid):
+    valid = (label >= 0) & (label < k) & (label != ig)
+    onehot = F.one_hot(torch.where(valid, label, 0), k).permute(0, 3, 1, 2).float() * valid.unsqueeze(1)
+    counts = F.adaptive_avg_pool2d(onehot, size)
+    out = counts.argmax(1)
+    frac = counts.sum(1)
+    out[(frac < min_valid - 1e-6) | (frac <= 0)] = ig
+    return out
+
+
+@pytest.mark.parametrize("size", [(10, 14), (7, 9)])  # divisible (bincount path) and not (pooling path)
+def test_majority_vote_matches_one_hot_pooling(size):
+    g = torch.Generator().manual_seed(3)
+    lab = torch.randint(0, 5, (3, 40, 56), generator=g)
+    lab[torch.rand(lab.shape, generator=g) < 0.3] = 255
+    lab[0, :8] = 255  # whole ignore cells
+    out = downsample_labels(lab, size, num_classes=5, ignore_index=255, min_valid=0.5)
+    assert out.shape == (3, *size) and out.dtype == torch.int64
+    assert torch.equal(out, _vote_reference(lab, size, 5, 255, 0.5))

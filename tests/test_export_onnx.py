@@ -75,6 +75,14 @@ def test_segformer_export_and_sidecar(ckpts, tmp_path):
     ops = {n.op_type for n in onnx.load(str(res.files["onnx"])).graph.node}
     assert "LayerNormalization" in ops  # opset 17 keeps LayerNorm as one op (FP32-pinnable in TensorRT)
     assert res.report.is_file() and res.rows[0].format == "PyTorch"
+    # the decoder fold (export.fold, default on) is recorded, and the 1024 -> 256 fuse conv is gone;
+    # parity above compares the folded graph with the unmodified PyTorch model
+    assert meta.extra["folds"] == ["segformer_decoder_fold"]
+    dims = [list(t.dims) for t in onnx.load(str(res.files["onnx"])).graph.initializer]
+    assert [256, 1024, 1, 1] not in dims
+    plain = export(ckpts["segformer-b0"], quick_cfg(tmp_path, output="logits", fold=False, name="nofold"))
+    assert plain.parity["ONNX"].passed and read_sidecar(plain.files["onnx"]).extra["folds"] == []
+    assert [256, 1024, 1, 1] in [list(t.dims) for t in onnx.load(str(plain.files["onnx"])).graph.initializer]
 
 
 def test_dynamic_batch_and_size(ckpts, tmp_path):

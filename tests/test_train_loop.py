@@ -86,3 +86,36 @@ def test_source_class_set_must_match_the_model(tmp_path):
     cfg = tiny_cfg(tmp_path, "optim.max_iters=1", "model.classes=cityscapes19")
     with pytest.raises(ConfigError, match="source.classes"):
         train(cfg)
+
+
+def test_batch_stream_follows_an_order_function():
+    class Idx:
+        classes = SYNTH11
+
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, i):
+            return {"i": torch.tensor(i)}
+
+    order = lambda epoch: np.array([5, 5, 1, 0, 5, 2]) if epoch == 0 else np.array([3, 3, 3, 3, 3, 3])  # noqa: E731
+    st = BatchStream(Idx(), 2, seed=0, order_fn=order)
+    got = [b["i"].tolist() for _, b in zip(range(4), st.batches())]
+    assert got == [[5, 5], [1, 0], [5, 2], [3, 3]]
+    assert [b["i"].tolist() for _, b in zip(range(2), st.batches(2))] == [[5, 2], [3, 3]]  # resumable
+
+
+def test_rare_class_source_sampling_in_the_trainer(tmp_path):
+    from pipa_edge.adapt.rcs import RareClassSampler
+
+    cfg = tiny_cfg(tmp_path, "optim.max_iters=4", "source_sampling.kind=rare_class", "source_sampling.min_pixels=20",
+                   "source_sampling.temperature=0.1", "val=null")
+    res = train(cfg)
+    counts = res.out_dir / "rcs_counts.json"
+    assert counts.is_file() and (res.out_dir / "final.pt").is_file()
+    base = build_dataset(cfg.source)
+    rcs = RareClassSampler(base, SYNTH11.num_classes, 0.1, 20, num_samples=len(base), seed=cfg.seed, cache=counts)
+    assert rcs.probs.max() > rcs.probs[rcs.probs > 0].min()  # frequencies differ → non-uniform class draw
+    assert list(rcs.epoch_indices(0)) == list(rcs.epoch_indices(0)) and len(rcs.epoch_indices(1)) == len(base)
+    with pytest.raises(ConfigError, match="source_sampling.kind"):
+        tiny_cfg(tmp_path, "source_sampling.kind=rcs")

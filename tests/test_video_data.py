@@ -144,3 +144,25 @@ def test_real_dashcam_clip_as_pairs(dashcam_video):
     item = vd[10]
     assert item["image"].shape == item["image_prev"].shape == (72, 128, 3) and item["name"] == "solidWhiteRight/000011"
     assert 0.5 < item["flow_valid"].mean() <= 1.0  # highway scene: most pixels have a consistent match
+
+
+def test_video_start_and_memory_cache_match_on_demand_decoding(tmp_path):
+    from pipa_edge.data.classes import CLASS_SETS
+    from pipa_edge.data.datasets.video import VideoDataset
+
+    vw = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (W * 2, H * 2))
+    for i in range(8):
+        vw.write(np.full((H * 2, W * 2, 3), 25 * i, np.uint8))
+    vw.release()
+    cls = CLASS_SETS["camvid11"]
+    cached = VideoDataset(tmp_path / "clip.avi", cls, resize=(H, W), start=3, limit=4)
+    plain = VideoDataset(tmp_path / "clip.avi", cls, resize=(H, W), start=3, limit=4, cache_mb=0)
+    assert len(cached) == 4 and cached[0]["name"] == "clip/000003" and cached[3]["name"] == "clip/000006"
+    for i in (2, 0, 3, 1):  # random order
+        assert np.array_equal(cached[i]["image"], plain[i]["image"])
+    assert sorted(cached._cache) == [(0, k) for k in range(3, 7)] and not plain._cache
+    tiny = VideoDataset(tmp_path / "clip.avi", cls, resize=(H, W), cache_mb=1e-4)  # over budget: on demand
+    assert abs(int(tiny[5]["image"][5, 5, 0]) - 125) <= 4 and not tiny._cache
+    import pickle
+
+    assert not pickle.loads(pickle.dumps(cached))._cache  # workers decode their own

@@ -104,10 +104,14 @@ class RareClassSampler(Sampler[int]):
         c = int(rng.choice(len(self.probs), p=self.probs))
         return c, int(rng.choice(self.by_class[c]))
 
+    def epoch_indices(self, epoch: int) -> np.ndarray:
+        """The ``num_samples`` image indices of ``epoch`` (what iterating yields after ``set_epoch``);
+        the trainer's resumable source stream takes this as its order function."""
+        rng = np.random.default_rng([self.seed, int(epoch), 0x5C5])
+        return np.asarray([self.sample(rng)[1] for _ in range(self.num_samples)], np.int64)
+
     def __iter__(self) -> Iterator[int]:
-        rng = np.random.default_rng([self.seed, self.epoch, 0x5C5])
-        for _ in range(self.num_samples):
-            yield self.sample(rng)[1]
+        return iter(self.epoch_indices(self.epoch).tolist())
 
     def __len__(self) -> int:
         return self.num_samples

@@ -112,13 +112,16 @@ def _param_mb(module) -> float:
 
 
 def _export_for_ort(seg, label: str, hw: tuple[int, int], workdir) -> Path:
-    """Export ``seg`` through :mod:`pipa_edge.export.onnx` (float NCHW in, logits at input size out)."""
+    """Export ``seg`` as ``pipa-edge export`` does (exact folds, then :mod:`pipa_edge.export.onnx`;
+    float NCHW in, logits at input size out)."""
+    from pipa_edge.export.fold import fold_for_export
     from pipa_edge.export.onnx import build_meta, export_onnx, save_onnx
 
     folder = Path(workdir or tempfile.mkdtemp(prefix="pipa-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{label}_{hw[0]}x{hw[1]}.onnx"
-    save_onnx(export_onnx(seg, path, hw), path, build_meta(seg, hw, "float_nchw", "logits", "input"))
+    xseg, folds = fold_for_export(seg)
+    save_onnx(export_onnx(xseg, path, hw), path, build_meta(seg, hw, "float_nchw", "logits", "input", folds=folds))
     return path
 
 

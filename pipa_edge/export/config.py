@@ -69,6 +69,7 @@ class ExportConfig(StrictModel):
     output_resolution: Literal["model", "input"] = "input"
     opset: int = Field(17, ge=13, le=21)
     simplify: bool = True
+    fold: bool = True  # exact inference rewrites before export (pipa_edge/export/fold.py), parity-gated
     out_dir: Optional[str] = None  # default: next to the checkpoint
     name: Optional[str] = None  # file stem; default: checkpoint stem
     parity: ParityConfig = ParityConfig()

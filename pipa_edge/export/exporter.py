@@ -111,15 +111,21 @@ def export(ckpt: str | Path, cfg: ExportConfig | None = None) -> ExportResult:
     res.rows.append(ExportRow("PyTorch", ckpt.name, _size_mb(ckpt), "reference",
                               time_backend(torch_ref, size, cfg.bench_runs)))
 
-    # 1. ONNX FP32 (opset 17, TorchScript exporter) → onnxsim → parity gate
+    # 1. ONNX FP32 (opset 17, TorchScript exporter) → onnxsim → parity gate (against the unmodified model)
+    from pipa_edge.export.fold import fold_for_export
+
+    xseg, folds = fold_for_export(seg) if cfg.fold else (seg, [])
+    if folds:
+        log.stage(STAGE, f"exact graph rewrites: {', '.join(folds)} (export.fold; parity is checked against the "
+                        "unmodified model)")
     onnx_path = out_dir / f"{stem}.onnx"
     t = time.perf_counter()
-    proto = export_onnx(seg, onnx_path, size, dynamic=cfg.dynamic, batch=cfg.batch, opset=cfg.opset, **opts)
+    proto = export_onnx(xseg, onnx_path, size, dynamic=cfg.dynamic, batch=cfg.batch, opset=cfg.opset, **opts)
     if cfg.simplify:
         shape = [cfg.batch, *size, 3] if cfg.input_format == "uint8_nhwc" else [cfg.batch, 3, *size]
         proto = simplify(proto, where=str(onnx_path), test_shape=shape if cfg.dynamic else None)
     meta = build_meta(seg, size, cfg.input_format, cfg.output, cfg.output_resolution, dynamic=cfg.dynamic,
-                      source_checkpoint=ckpt.name)
+                      source_checkpoint=ckpt.name, folds=folds)
     meta = save_onnx(proto, onnx_path, meta)
     res.files["onnx"] = onnx_path
     log.ok(STAGE, f"ONNX opset {meta.extra['opset']}{' (onnxsim)' if cfg.simplify else ''} → {onnx_path} "
@@ -131,7 +137,7 @@ def export(ckpt: str | Path, cfg: ExportConfig | None = None) -> ExportResult:
     res.rows.append(_check(res, "ONNX", onnx_path, fp32, torch_ref, frames, "fp32", cfg))
 
     if cfg.temporal.enabled:  # 1b. the stateful graph: temporal filter inside (frame + state → labels + state)
-        _stateful(res, cfg, seg, ckpt, frames, out_dir, stem, size)
+        _stateful(res, cfg, seg, ckpt, frames, out_dir, stem, size, xseg)
 
     # 2. precision variants of the ONNX graph
     if cfg.precision == "int8":
@@ -183,9 +189,10 @@ def _check(res: ExportResult, label: str, path: Path, backend, torch_ref, frames
     return ExportRow(label, path.name, _size_mb(path), par, time_backend(backend, tuple(cfg.imgsz), cfg.bench_runs))
 
 
-def _stateful(res, cfg, seg, ckpt, frames, out_dir, stem, size) -> None:
+def _stateful(res, cfg, seg, ckpt, frames, out_dir, stem, size, xseg=None) -> None:
     """Export ``<stem>.stateful.onnx`` and gate it: the graph stepped over the parity frames against
-    the NumPy :class:`TemporalFilter` on the torch reference's logits (label agreement)."""
+    the NumPy :class:`TemporalFilter` on the torch reference's logits (label agreement). ``xseg`` is
+    the graph to export (the folded segmenter); ``seg`` stays the reference."""
     from pipa_edge.errors import ConfigError
     from pipa_edge.export.onnx import (STATE_INIT, STATE_INPUTS, STATE_OUTPUTS, build_meta, export_onnx_stateful,
                                        save_onnx)
@@ -200,7 +207,7 @@ def _stateful(res, cfg, seg, ckpt, frames, out_dir, stem, size) -> None:
                           "output size); drop 'dynamic'")
     t = cfg.temporal
     path = out_dir / f"{stem}.stateful.onnx"
-    proto, hw = export_onnx_stateful(seg, size, alpha=t.alpha, delta=t.delta, persist=t.persist,
+    proto, hw = export_onnx_stateful(xseg if xseg is not None else seg, size, alpha=t.alpha, delta=t.delta, persist=t.persist,
                                      input_format=cfg.input_format, batch=cfg.batch, opset=cfg.opset)
     if cfg.simplify:  # no random-input check: random int32 state is not a valid label map
         proto = simplify(proto, where=str(path), check_n=0)

@@ -75,10 +75,22 @@ class EvalConfig(StrictModel):
         return self
 
 
+class SourceSamplingConfig(StrictModel):
+    """How source images are drawn: ``uniform`` (a seeded permutation per epoch) or ``rare_class``
+    (DAFormer's rare-class sampling, :mod:`pipa_edge.adapt.rcs`: a class c ~ P(c) ∝ exp((1 - f_c)/T),
+    then an image holding at least ``min_pixels`` of c)."""
+
+    kind: Literal["uniform", "rare_class"] = "uniform"
+    temperature: float = Field(0.01, gt=0.0)
+    min_pixels: int = Field(3000, ge=1)  # at the dataset's stored label resolution
+    cache: Optional[str] = None  # class pixel counts JSON (default: <out_dir>/rcs_counts.json)
+
+
 class TrainConfig(StrictModel):
     model: ModelConfig = ModelConfig()
     source: DatasetConfig
     target: Optional[DatasetConfig] = None  # unlabelled target images (labels never read)
+    source_sampling: SourceSamplingConfig = SourceSamplingConfig()
     val: Union[DatasetConfig, list[DatasetConfig], None] = None
     transform: TransformConfig = TransformConfig()
     target_transform: Optional[TransformConfig] = None  # default: same as transform

@@ -12,7 +12,7 @@ like ``DistributedSampler``), so the ranks see disjoint samples of the same epoc
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -39,8 +39,9 @@ class ShardSampler(Sampler[int]):
     """Indices of one epoch for one rank, starting at ``start`` (a sample position)."""
 
     def __init__(self, n: int, seed: int, epoch: int, rank: int = 0, world: int = 1, start: int = 0,
-                 stream: int = 0):
-        self.indices = shard(epoch_order(n, seed, epoch, stream), rank, world)[start:].tolist()
+                 stream: int = 0, order: np.ndarray | None = None):
+        order = epoch_order(n, seed, epoch, stream) if order is None else np.asarray(order)
+        self.indices = shard(order, rank, world)[start:].tolist()
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices)
@@ -53,8 +54,13 @@ class BatchStream:
     """An endless stream of batches from an ``AugmentedDataset``, resumable at any iteration."""
 
     def __init__(self, dataset, batch_size: int, seed: int, rank: int = 0, world: int = 1,
-                 num_workers: int = 0, stream: int = 0, name: str = "source", pin_memory: bool = False):
+                 num_workers: int = 0, stream: int = 0, name: str = "source", pin_memory: bool = False,
+                 order_fn: Callable[[int], np.ndarray] | None = None):
+        """``order_fn(epoch)``: the epoch's sample order (``len(dataset)`` indices, repeats allowed,
+        a pure function of the epoch, e.g. :meth:`RareClassSampler.epoch_indices`); default: a
+        seeded permutation."""
         self.dataset, self.batch_size = dataset, int(batch_size)
+        self.order_fn = order_fn
         self.seed, self.rank, self.world, self.stream = int(seed), int(rank), int(world), int(stream)
         self.num_workers, self.pin_memory = int(num_workers), pin_memory
         n = len(dataset)
@@ -71,8 +77,9 @@ class BatchStream:
     def _loader(self, epoch: int, start_batch: int) -> DataLoader:
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
+        order = self.order_fn(epoch) if self.order_fn is not None else None
         sampler = ShardSampler(len(self.dataset), self.seed, epoch, self.rank, self.world,
-                               start_batch * self.batch_size, self.stream)
+                               start_batch * self.batch_size, self.stream, order)
         # a private generator: creating the loader must not consume the global torch RNG
         gen = torch.Generator().manual_seed(int(self.seed) * 1000003 + epoch * 101 + self.stream)
         return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True,

@@ -130,6 +130,24 @@ class _Trainer:
         self.last_path, self.final_path = self.out / "last.pt", self.out / "final.pt"
         self.amp = bool(cfg.amp and self.device.type == "cuda")
 
+    def _source_order(self):
+        """Rare-class sampling of source images (``source_sampling.kind: rare_class``), else None."""
+        sc = self.cfg.source_sampling
+        if sc.kind != "rare_class":
+            return None
+        from pipa_edge.adapt.rcs import RareClassSampler
+
+        base = getattr(self.source, "dataset", self.source)  # class counts from the stored labels
+        cache = sc.cache or str(self.out / "rcs_counts.json")
+        rcs = RareClassSampler(base, self.source.classes.num_classes, sc.temperature, sc.min_pixels,
+                               num_samples=len(self.source), seed=self.cfg.seed, cache=cache)
+        if self.info.is_main:
+            names = self.source.classes.names
+            top = sorted(zip(rcs.probs, names), reverse=True)[:5]
+            stage("train", "rare-class sampling of source images (T "
+                      f"{sc.temperature}): P(c) " + ", ".join(f"{n} {p:.2f}" for p, n in top) + " …")
+        return rcs.epoch_indices
+
     def setup(self) -> None:
         cfg, info = self.cfg, self.info
         if self.resume and not self.last_path.is_file():
@@ -153,7 +171,7 @@ class _Trainer:
             self._load(self.last_path)
         self.src_stream = BatchStream(self.source, cfg.batch_size, cfg.seed, info.rank, info.world,
                                       cfg.num_workers, stream=0, name=f"source {cfg.source.root}",
-                                      pin_memory=self.device.type == "cuda")
+                                      pin_memory=self.device.type == "cuda", order_fn=self._source_order())
         self.tgt_stream = None
         if self.target is not None:
             self.tgt_stream = BatchStream(self.target, cfg.batch_size, cfg.seed, info.rank, info.world,

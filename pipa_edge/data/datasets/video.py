@@ -4,6 +4,10 @@
 (one sequence per file). Items ``{"image": uint8 (H, W, 3) RGB, "name": "<video stem>/<frame:06d>"}``.
 Reading frame ``i`` right after frame ``i-1`` (or ``i-k`` then ``i``) decodes sequentially; other
 orders seek. The capture is opened lazily per process (DataLoader workers each open their own).
+Training reads frames in random order, and an H.264 seek decodes from the previous key frame, so
+short clips are decoded once, sequentially, into memory (resized) when their frames fit in
+``cache_mb`` (per process; 0 = never cache). ``start`` drops the first frames (e.g. train on the
+head of a clip and score on its tail).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ def count_frames(path: Path) -> int:
 
 class VideoDataset:
     def __init__(self, root: str | Path, classes: ClassSet, resize: Sequence[int] | None = None,
-                 limit: int | None = None):
+                 limit: int | None = None, start: int = 0, cache_mb: float = 512.0):
         self.root = Path(root)
         if self.root.is_file():
             files = [self.root]
@@ -52,15 +56,19 @@ class VideoDataset:
         self.files = files
         for fi, f in enumerate(files):
             self.index += [(fi, k) for k in range(count_frames(f))]
+        self.index = self.index[max(0, int(start)):]
         if limit is not None:
             self.index = self.index[:limit]
         if not self.index:
             raise DataError(f"{self.root}: no decodable frames")
         self._cap = None  # (file index, capture, next frame position)
+        self.cache_mb = float(cache_mb)
+        self._cache: dict[tuple[int, int], np.ndarray] = {}
+        self._cached_files: set[int] = set()
 
     def __getstate__(self):
         d = dict(self.__dict__)
-        d["_cap"] = None
+        d["_cap"], d["_cache"], d["_cached_files"] = None, {}, set()  # each worker decodes its own
         return d
 
     def __len__(self) -> int:
@@ -86,10 +94,32 @@ class VideoDataset:
         if not 0 <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} frames")
         fi, k = self.index[i]
+        if self.cache_mb > 0 and fi not in self._cached_files:
+            self._fill_cache(fi)
+        img = self._cache.get((fi, k))
+        if img is None:
+            img = self._load(fi, k)
+        return {"image": img, "name": f"{self.files[fi].stem}/{k:06d}"}
+
+    def _load(self, fi: int, k: int) -> np.ndarray:
         img = self._read(fi, k)
         if self.resize is not None:
             img, _ = resize_pair(img, None, self.resize)
-        return {"image": img, "name": f"{self.files[fi].stem}/{k:06d}"}
+        return img
+
+    def _fill_cache(self, fi: int) -> None:
+        """Decode the frames of file ``fi`` in this dataset sequentially into memory, if they fit."""
+        self._cached_files.add(fi)
+        wanted = sorted(k for f, k in self.index if f == fi)
+        want = set(wanted)
+        first = self._load(fi, wanted[0])
+        if len(wanted) * first.nbytes / 1e6 > self.cache_mb - sum(a.nbytes for a in self._cache.values()) / 1e6:
+            return  # too long for the budget: keep decoding on demand
+        self._cache[(fi, wanted[0])] = first
+        for k in range(wanted[0] + 1, wanted[-1] + 1):  # sequential reads: no seek
+            img = self._load(fi, k)
+            if k in want:
+                self._cache[(fi, k)] = img
 
     def sequences(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}
