@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -60,7 +61,7 @@ def class_pixel_counts(dataset, num_classes: int, cache: Optional[str | Path] = 
         counts[i] = np.bincount(lab, minlength=num_classes)[:num_classes]
     if cache is not None:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(str(cache) + ".tmp")
+        tmp = Path(f"{cache}.{os.getpid()}.tmp")  # per process: DDP ranks may write at once
         tmp.write_text(json.dumps({"fingerprint": fp, "num_classes": num_classes, "counts": counts.tolist()}))
         tmp.replace(cache)
     return counts
