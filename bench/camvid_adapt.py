@@ -11,6 +11,7 @@ the two folds' confusion matrices, so it covers the same 31 frames.
 
     python bench/camvid_adapt.py --data ../shared/data/camvid --json docs/camvid_adapt.json
     python bench/camvid_adapt.py --variant 'mt_nofda:mean_teacher:adapt.mix.source_style=none' ...
+    python bench/camvid_adapt.py --rows pipa --distill segformer-b1 ...   # distillation rows
 
 Jobs run as subprocesses, ``--parallel`` at a time (several share one GPU well at this size).
 """
@@ -39,7 +40,9 @@ ROWS = {
     "pipa": ("pipa", PIPA, []),
 }
 LABELS = {"source_only": "source-only", "mean_teacher": "mean teacher", "pixel": "+ pixel contrast",
-          "pixel_patch": "+ patch contrast", "pipa": "+ task-smart sampling (PiPa++)", "oracle": "oracle (2-fold)"}
+          "pixel_patch": "+ patch contrast", "pipa": "+ task-smart sampling (PiPa++)", "oracle": "oracle (2-fold)",
+          "source_only_b1": "source-only, SegFormer-B1", "pipa_b1": "PiPa++ SegFormer-B1 (KD teacher)",
+          "pipa_distill_b1": "PiPa++ B0 + distil PiPa++ B1"}
 
 
 def _ds(root, split):
@@ -111,8 +114,8 @@ def build_jobs(a) -> list[dict]:
     def add(name, method, recipe, overrides, seed, iters, dep=None):
         j = {**base, "name": name, "method": method, "recipe": recipe, "overrides": list(overrides) + list(a.set),
              "seed": seed, "iters": iters, "out": str(out / f"{name}_s{seed}"), "dep": dep}
-        if dep:
-            j["init_from"] = str(out / f"{dep}" / "final.pt")
+        if dep:  # the first dependency is the init checkpoint; the others must finish first
+            j["init_from"] = str(out / (dep if isinstance(dep, str) else dep[0]) / "final.pt")
         jobs.append(j)
 
     src_seeds = sorted(set(a.seeds) | {0})
@@ -131,6 +134,18 @@ def build_jobs(a) -> list[dict]:
         seeds = a.seeds if name.endswith("*") else [0]
         for s in seeds:
             add(name.rstrip("*"), m, rec, ov + [x for x in sets.split(",") if x], s, a.adapt_iters, f"source_only_s{s}")
+    if a.distill:  # a larger adapted teacher (PiPa++ on `a.distill`) distilled into the B0 PiPa++ student
+        tag = a.distill.replace("segformer-", "")
+        arch = [f"model.arch={a.distill}"]
+        for s in (a.seeds if "pipa" in a.multi_seed else [0]):
+            jobs.append({**base, "name": f"source_only_{tag}", "method": "source_only", "recipe": SRC,
+                         "overrides": arch, "seed": s, "iters": a.src_iters,
+                         "out": str(out / f"source_only_{tag}_s{s}"), "dep": None})
+            add(f"pipa_{tag}", "pipa", PIPA, ROWS["pipa"][2] + arch, s, a.adapt_iters, f"source_only_{tag}_s{s}")
+            teacher = out / f"pipa_{tag}_s{s}" / "final.pt"
+            add(f"pipa_distill_{tag}", "pipa", PIPA, ROWS["pipa"][2] + [
+                "adapt.distill.enabled=true", f"adapt.distill.teacher_checkpoint={teacher}"], s, a.adapt_iters,
+                [f"source_only_s{s}", f"pipa_{tag}_s{s}"])
     if a.oracle:
         root = out / "oracle_data"
         make_oracle_data(Path(a.data), root)
@@ -148,7 +163,8 @@ def run_all(jobs: list[dict], parallel: int, out: Path, reuse: bool = False) -> 
         for j in list(pending):
             if len(running) >= parallel:
                 break
-            if j["dep"] and j["dep"] not in done:
+            deps = [j["dep"]] if isinstance(j["dep"], str) else (j["dep"] or [])
+            if any(d not in done for d in deps):
                 continue
             tag = Path(j["out"]).name
             old = out / f"result_{tag}.json"
@@ -178,7 +194,7 @@ def run_all(jobs: list[dict], parallel: int, out: Path, reuse: bool = False) -> 
             else:
                 print(f"[bench] FAILED {tag} (rc {p.returncode}); log: {out / f'job_{tag}.log'}", flush=True)
                 print("\n".join((out / f"job_{tag}.log").read_text().splitlines()[-15:]), flush=True)
-                pending = [q for q in pending if q["dep"] != tag]
+                pending = [q for q in pending if tag not in ([q["dep"]] if isinstance(q["dep"], str) else (q["dep"] or []))]
     return results
 
 
@@ -281,6 +297,9 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], help="override for every run but the oracle")
     ap.add_argument("--set-oracle", action="append", default=[])
     ap.add_argument("--no-oracle", dest="oracle", action="store_false")
+    ap.add_argument("--distill", metavar="ARCH", default=None,
+                    help="also train PiPa++ on ARCH (e.g. segformer-b1) and distil it into the B0 PiPa++ student "
+                         "(rows source_only_<arch>, pipa_<arch>, pipa_distill_<arch>; seeds as the pipa row)")
     ap.add_argument("--src-iters", type=int, default=600)
     ap.add_argument("--adapt-iters", type=int, default=600)
     ap.add_argument("--device", default="auto")

@@ -42,15 +42,30 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _cfg(tmp_path, out):
+def _overrides(tmp_path, out):
     src = make_folder_dataset(tmp_path / "src", SYNTH11, n=6, size=(40, 40), seed=0)
     tgt = make_folder_dataset(tmp_path / "tgt", SYNTH11, n=5, size=(40, 40), seed=1, dark=0.5)
-    return load_train_config(None, [
+    return [
         "model.classes=synth11", f"source={{type: folder, root: {src}, classes: synth11}}",
         f"target={{type: folder, root: {tgt}, classes: synth11}}",
         "transform.crop_size=[32,32]", "transform.scale_range=[0.8,1.25]", "transform.brightness=0.2",
         "optim.lr=1e-3", "optim.warmup_iters=2", "optim.max_iters=9", "optim.grad_clip=1.0",
-        "batch_size=2", "ckpt_interval=4", "log_interval=1", "device=cpu", "seed=7", f"out_dir={out}"])
+        "batch_size=2", "ckpt_interval=4", "log_interval=1", "device=cpu", "seed=7", f"out_dir={out}"]
+
+
+def _cfg(tmp_path, out):
+    return load_train_config(None, _overrides(tmp_path, out))
+
+
+def _flatten(d, prefix=""):
+    """Tensors of a nested checkpoint dict, keyed by their path."""
+    out = {}
+    for k, v in (d.items() if isinstance(d, dict) else enumerate(d)):
+        if isinstance(v, torch.Tensor):
+            out[f"{prefix}{k}"] = v
+        elif isinstance(v, (dict, list, tuple)):
+            out.update(_flatten(v, f"{prefix}{k}."))
+    return out
 
 
 def _state(path):
@@ -106,3 +121,43 @@ def test_sigkill_then_resume_matches_uninterrupted_run_bit_exactly(tmp_path):
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="nothing to resume"):
         train(_cfg(tmp_path, tmp_path / "empty"), resume=True)
+
+
+def test_interrupted_pipa_run_resumes_bit_exactly(tmp_path, monkeypatch):
+    """An adaptation run (EMA teacher, projection heads, patch memory, ClassMix RNG) stopped after a
+    checkpoint and resumed ends with the weights, teacher and memory of the uninterrupted run."""
+    from pipa_edge.adapt.adapter import Adapter
+
+    pipa = ["method=pipa", "adapt.pixel_contrast.enabled=true", "adapt.patch_contrast.enabled=true",
+            "adapt.patch_contrast.memory_size=64", "adapt.patch_contrast.view_size=1.0",
+            "adapt.pseudo_label.threshold=0.2", "optim.max_iters=6",
+            "ckpt_interval=3"]
+
+    def cfg(out):
+        return load_train_config(None, [*_overrides(tmp_path, out), *pipa])
+
+    ref = train(cfg(tmp_path / "ref"))
+    orig = Adapter.training_step
+
+    def stop_after_checkpoint(self, batch, it):
+        if it == 4:  # iterations 0-2 done and checkpointed at 3; iteration 3 runs, 4 is interrupted
+            raise KeyboardInterrupt
+        return orig(self, batch, it)
+
+    monkeypatch.setattr(Adapter, "training_step", stop_after_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg(tmp_path / "cut"))
+    assert read_checkpoint(tmp_path / "cut" / "last.pt")["iteration"] == 3
+    monkeypatch.setattr(Adapter, "training_step", orig)
+    res = train(cfg(tmp_path / "cut"), resume=True)
+    got, want = read_checkpoint(res.last), read_checkpoint(ref.last)
+    assert got["iteration"] == want["iteration"] == 6
+    for part in ("segmenter", "method"):
+        a = got[part]["state_dict"] if part == "segmenter" else got[part]
+        b = want[part]["state_dict"] if part == "segmenter" else want[part]
+        flat_a, flat_b = _flatten(a), _flatten(b)
+        assert flat_a.keys() == flat_b.keys() and flat_a, part
+        for k in flat_b:
+            assert torch.equal(flat_a[k], flat_b[k]), f"{part}: {k} differs"
+    assert any("teacher" in k for k in _flatten(got["method"]))
+    assert any("memory" in k for k in _flatten(got["method"]))

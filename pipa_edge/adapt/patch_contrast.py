@@ -168,9 +168,22 @@ class PatchContrast(nn.Module):
         self.neg_min_dist, self.memory_size = float(neg_min_dist), int(memory_size)
         self.filter_memory_by_label = bool(filter_memory_by_label)
         self.sampler = sampler or RandomSampler()
-        self.memory: Optional[torch.Tensor] = None  # (Q, D) detached, FIFO (not part of the state)
+        self.memory: Optional[torch.Tensor] = None  # (Q, D) detached, FIFO; saved as extra state
         self.memory_label: Optional[torch.Tensor] = None
         self.last_stats: dict[str, float] = {}
+
+    def get_extra_state(self) -> dict:
+        """The FIFO memory travels in ``state_dict`` (key ``..._extra_state``), so a resumed run sees
+        the negatives the interrupted one had (under DDP each rank has its own; rank 0's is saved)."""
+        if self.memory is None:
+            return {"memory": None, "memory_label": None}
+        return {"memory": self.memory.detach().cpu(), "memory_label": self.memory_label.detach().cpu()}
+
+    def set_extra_state(self, state: dict) -> None:
+        dev = next(self.parameters()).device
+        mem, lab = state.get("memory"), state.get("memory_label")
+        self.memory = None if mem is None else mem.to(dev)
+        self.memory_label = None if lab is None else lab.to(dev)
 
     def forward(self, f1: torch.Tensor, f2: torch.Tensor, boxes: list, label: Optional[torch.Tensor] = None,
                 conf: Optional[torch.Tensor] = None) -> torch.Tensor:

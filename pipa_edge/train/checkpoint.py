@@ -110,11 +110,16 @@ def restore_method(method: torch.nn.Module, ck: dict, where: str) -> None:
     sd = {SEG_PREFIX + k: v for k, v in ck["segmenter"]["state_dict"].items()}
     sd.update(ck["method"]["state_dict"])
     own = method.state_dict()
-    missing = sorted(set(own) - set(sd))
+    # non-tensor extra state (e.g. the patch-contrast memory) absent from older files starts empty
+    missing = sorted(k for k in set(own) - set(sd) if not k.endswith("_extra_state"))
     if missing:
         raise ModelFileError(f"{where}: checkpoint lacks '{missing[0]}' (model or method changed since it was saved)")
+    unexpected = sorted(set(sd) - set(own))
+    if unexpected:
+        raise ModelFileError(f"{where}: checkpoint has '{unexpected[0]}' that this model/method does not "
+                             "(model or method changed since it was saved)")
     for k, v in sd.items():
-        if k in own and tuple(own[k].shape) != tuple(v.shape):
+        if isinstance(v, torch.Tensor) and isinstance(own[k], torch.Tensor) and tuple(own[k].shape) != tuple(v.shape):
             raise ModelFileError(f"{where}: shape mismatch at '{k}': file {tuple(v.shape)} vs model "
                                  f"{tuple(own[k].shape)}")
-    method.load_state_dict(sd, strict=True)
+    method.load_state_dict(sd, strict=False)
