@@ -157,7 +157,16 @@ def main() -> int:
     ap.add_argument("--dashcam-imgsz", type=int, nargs=2, default=[180, 320])
     ap.add_argument("--dashcam-limit", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME:BASE_ROW:key=v,key=v",
+                    help="an extra row: BASE_ROW with recipe overrides (ablations); trained for --seeds")
     args = ap.parse_args()
+    for v in args.variant:
+        name, base, sets = (v.split(":", 2) + [""])[:3]
+        if base not in ROWS or not name or name in ROWS:
+            ap.error(f"--variant '{v}': want NAME:BASE_ROW:key=v,... with BASE_ROW one of {', '.join(ROWS)}")
+        ROWS[name] = (ROWS[base][0], ROWS[base][1] + [x for x in sets.split(",") if x])
+        LABELS[name] = f"{LABELS[base]} [{sets}]"
+        args.rows.append(name)
     import torch
 
     torch.set_num_threads(args.threads)
