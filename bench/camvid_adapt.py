@@ -346,7 +346,8 @@ def main(argv=None) -> int:
             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() and a.device != "cpu" else "cpu",
             "torch": torch.__version__, "wall_s": round(time.perf_counter() - t0, 1), "table": table, "timing": timing_rows,
             "runs": [{k: r[k] for k in ("name", "seed", "train_s", "overrides") if k in r} |
-                     {"dusk_miou": r["scores"]["dusk"]["miou"], "per_class_dusk": r["scores"]["dusk"]["per_class_iou"]}
+                     {"dusk_miou": r["scores"]["dusk"]["miou"], "per_class_dusk": r["scores"]["dusk"]["per_class_iou"],
+                      "confusion_dusk": r["scores"]["dusk"]["confusion_matrix"]}
                      for r in results]}
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
