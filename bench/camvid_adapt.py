@@ -42,7 +42,8 @@ ROWS = {
 LABELS = {"source_only": "source-only", "mean_teacher": "mean teacher", "pixel": "+ pixel contrast",
           "pixel_patch": "+ patch contrast", "pipa": "+ task-smart sampling (PiPa++)", "oracle": "oracle (2-fold)",
           "source_only_b1": "source-only, SegFormer-B1", "pipa_b1": "PiPa++ SegFormer-B1 (KD teacher)",
-          "pipa_distill_b1": "PiPa++ B0 + distil PiPa++ B1"}
+          "pipa_distill_b1": "PiPa++ B0 + distil PiPa++ B1",
+          "pipa_srcpix": "PiPa++, pixel anchors source-only"}
 
 
 def _ds(root, split):
