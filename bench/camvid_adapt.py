@@ -157,6 +157,12 @@ def build_jobs(a) -> list[dict]:
     return jobs
 
 
+def _deps(job: dict) -> list[str]:
+    """Tags a job waits for (``dep``: None, one tag, or a list whose first entry is the init)."""
+    d = job["dep"]
+    return [d] if isinstance(d, str) else list(d or [])
+
+
 def run_all(jobs: list[dict], parallel: int, out: Path, reuse: bool = False) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     pending, running, done, results = list(jobs), {}, set(), []
@@ -164,8 +170,7 @@ def run_all(jobs: list[dict], parallel: int, out: Path, reuse: bool = False) -> 
         for j in list(pending):
             if len(running) >= parallel:
                 break
-            deps = [j["dep"]] if isinstance(j["dep"], str) else (j["dep"] or [])
-            if any(d not in done for d in deps):
+            if any(d not in done for d in _deps(j)):
                 continue
             tag = Path(j["out"]).name
             old = out / f"result_{tag}.json"
@@ -195,7 +200,7 @@ def run_all(jobs: list[dict], parallel: int, out: Path, reuse: bool = False) -> 
             else:
                 print(f"[bench] FAILED {tag} (rc {p.returncode}); log: {out / f'job_{tag}.log'}", flush=True)
                 print("\n".join((out / f"job_{tag}.log").read_text().splitlines()[-15:]), flush=True)
-                pending = [q for q in pending if tag not in ([q["dep"]] if isinstance(q["dep"], str) else (q["dep"] or []))]
+                pending = [q for q in pending if tag not in _deps(q)]
     return results
 
 
