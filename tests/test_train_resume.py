@@ -153,9 +153,7 @@ def test_interrupted_pipa_run_resumes_bit_exactly(tmp_path, monkeypatch):
     got, want = read_checkpoint(res.last), read_checkpoint(ref.last)
     assert got["iteration"] == want["iteration"] == 6
     for part in ("segmenter", "method"):
-        a = got[part]["state_dict"] if part == "segmenter" else got[part]
-        b = want[part]["state_dict"] if part == "segmenter" else want[part]
-        flat_a, flat_b = _flatten(a), _flatten(b)
+        flat_a, flat_b = _flatten(got[part]), _flatten(want[part])
         assert flat_a.keys() == flat_b.keys() and flat_a, part
         for k in flat_b:
             assert torch.equal(flat_a[k], flat_b[k]), f"{part}: {k} differs"
