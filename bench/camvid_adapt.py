@@ -43,7 +43,8 @@ LABELS = {"source_only": "source-only", "mean_teacher": "mean teacher", "pixel":
           "pixel_patch": "+ patch contrast", "pipa": "+ task-smart sampling (PiPa++)", "oracle": "oracle (2-fold)",
           "source_only_b1": "source-only, SegFormer-B1", "pipa_b1": "PiPa++ SegFormer-B1 (KD teacher)",
           "pipa_distill_b1": "PiPa++ B0 + distil PiPa++ B1",
-          "pipa_srcpix": "PiPa++, pixel anchors source-only"}
+          "pipa_srcpix": "PiPa++, pixel anchors source-only",
+          "pipa_cbst": "PiPa++, class-balanced pseudo-labels (hard mask, per-class median)"}
 
 
 def _ds(root, split):
@@ -239,6 +240,28 @@ def summarize(results: list[dict]) -> list[dict]:
     return table
 
 
+def merge_previous(results: list[dict], prev: dict, source: str) -> list[dict]:
+    """``results`` plus the runs of an earlier summary JSON (``prev``) whose (row, seed) is not in
+    ``results`` — for tables built over several sessions whose result files are gone. A merged run
+    without its own day score (older summaries) gets its row's day mean; oracle folds are not merged."""
+    have = {(r["name"], r["seed"]) for r in results}
+    rows = {t["row"]: t for t in prev.get("table", [])}
+    out = list(results)
+    for r in prev.get("runs", []):
+        if (r["name"], r["seed"]) in have or r["name"] == "oracle":
+            continue
+        row = rows.get(r["name"], {})
+        day = r.get("day_miou")
+        if day is None:
+            day = row["day_mean"] / 100 if row.get("day_mean") is not None else float("nan")
+        out.append({"name": r["name"], "seed": r["seed"], "method": r.get("method", row.get("method", "?")),
+                    "train_s": r.get("train_s", float("nan")), "overrides": r.get("overrides", []),
+                    "merged_from": r.get("merged_from", source),
+                    "scores": {"dusk": {"miou": r["dusk_miou"], "per_class_iou": r["per_class_dusk"],
+                                        "confusion_matrix": r["confusion_dusk"]}, "day": {"miou": day}}})
+    return out
+
+
 def print_table(table: list[dict]) -> None:
     print(f"{'row':34s} {'dusk mIoU':>16s} {'seeds':>8s} {'day mIoU':>9s} {'train s/run':>11s}")
     for t in table:
@@ -317,6 +340,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timing-only", action="store_true")
     ap.add_argument("--reuse", action="store_true", help="keep runs whose result_*.json exists in --out")
     ap.add_argument("--summarize", metavar="DIR", help="only tabulate the result_*.json files in DIR")
+    ap.add_argument("--merge", metavar="JSON", default=None,
+                    help="with --summarize: also keep the runs of this earlier summary that DIR does not have")
     ap.add_argument("--synth", action="store_true", help="only the synthetic smoke table (CPU, minutes)")
     ap.add_argument("--synth-steps", type=int, default=20)
     a = ap.parse_args(argv)
@@ -344,6 +369,8 @@ def main(argv=None) -> int:
         results = []
     elif a.summarize:
         results = [json.loads(p.read_text()) for p in sorted(Path(a.summarize).glob("result_*.json"))]
+        if a.merge:
+            results = merge_previous(results, json.loads(Path(a.merge).read_text()), a.merge)
     else:
         results = run_all(build_jobs(a), a.parallel, Path(a.out), a.reuse)
     table = summarize(results)
@@ -351,8 +378,9 @@ def main(argv=None) -> int:
     info = {"command": "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() and a.device != "cpu" else "cpu",
             "torch": torch.__version__, "wall_s": round(time.perf_counter() - t0, 1), "table": table, "timing": timing_rows,
-            "runs": [{k: r[k] for k in ("name", "seed", "train_s", "overrides") if k in r} |
-                     {"dusk_miou": r["scores"]["dusk"]["miou"], "per_class_dusk": r["scores"]["dusk"]["per_class_iou"],
+            "runs": [{k: r[k] for k in ("name", "seed", "method", "train_s", "overrides", "merged_from") if k in r} |
+                     {"dusk_miou": r["scores"]["dusk"]["miou"], "day_miou": r["scores"]["day"]["miou"],
+                      "per_class_dusk": r["scores"]["dusk"]["per_class_iou"],
                       "confusion_dusk": r["scores"]["dusk"]["confusion_matrix"]}
                      for r in results]}
     if a.json:

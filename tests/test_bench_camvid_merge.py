@@ -1,0 +1,71 @@
+"""bench/camvid_adapt.py: a table built over several sessions keeps the earlier summary's runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("camvid_adapt_bench", REPO / "bench" / "camvid_adapt.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _result(name, seed, dusk, day, method="pipa"):
+    return {"name": name, "seed": seed, "method": method, "train_s": 10.0, "overrides": [],
+            "scores": {"dusk": {"miou": dusk, "per_class_iou": {"road": dusk}, "confusion_matrix": [[1]]},
+                       "day": {"miou": day}}}
+
+
+def test_merge_keeps_missing_runs_and_prefers_new_ones(bench, tmp_path):
+    # An earlier summary (older format: runs without day_miou/method) with pipa s0, s1 and source s0.
+    prev = {"table": [{"row": "pipa", "method": "pipa", "day_mean": 56.0},
+                      {"row": "source_only", "method": "source_only", "day_mean": 54.0}],
+            "runs": [{"name": "pipa", "seed": 0, "train_s": 1.0, "overrides": [], "dusk_miou": 0.21,
+                      "per_class_dusk": {}, "confusion_dusk": [[1]]},
+                     {"name": "pipa", "seed": 1, "train_s": 1.0, "overrides": [], "dusk_miou": 0.23,
+                      "per_class_dusk": {}, "confusion_dusk": [[1]]},
+                     {"name": "source_only", "seed": 0, "train_s": 1.0, "overrides": [], "dusk_miou": 0.99,
+                      "per_class_dusk": {}, "confusion_dusk": [[1]]}]}
+    new = [_result("source_only", 0, 0.17, 0.54, "source_only"), _result("mean_teacher", 0, 0.22, 0.57, "mean_teacher")]
+    merged = bench.merge_previous(new, prev, "old.json")
+    keys = sorted((r["name"], r["seed"]) for r in merged)
+    assert keys == [("mean_teacher", 0), ("pipa", 0), ("pipa", 1), ("source_only", 0)]
+    src = [r for r in merged if r["name"] == "source_only"]
+    assert src[0]["scores"]["dusk"]["miou"] == 0.17  # the new run wins over the old summary's
+    pipa = [r for r in merged if r["name"] == "pipa"]
+    assert all(r["merged_from"] == "old.json" and r["method"] == "pipa" for r in pipa)
+    assert all(r["scores"]["day"]["miou"] == pytest.approx(0.56) for r in pipa)  # row mean as fallback
+    table = {t["row"]: t for t in bench.summarize(merged)}
+    assert table["pipa"]["dusk_mean"] == pytest.approx(22.0)
+    assert table["pipa"]["dusk_std"] == pytest.approx(1.4142, abs=1e-3)
+    assert table["mean_teacher"]["dusk_std"] is None
+    assert [t["row"] for t in bench.summarize(merged)][:2] == ["source_only", "mean_teacher"]
+
+
+def test_summarize_cli_merges_and_records_day_scores(bench, tmp_path):
+    d = tmp_path / "runs"
+    d.mkdir()
+    (d / "result_mean_teacher_s0.json").write_text(json.dumps(_result("mean_teacher", 0, 0.22, 0.57, "mean_teacher")))
+    prev = tmp_path / "prev.json"
+    prev.write_text(json.dumps({"table": [], "runs": [
+        {"name": "pipa", "seed": 2, "method": "pipa", "train_s": 1.0, "overrides": [], "dusk_miou": 0.25,
+         "day_miou": 0.55, "per_class_dusk": {}, "confusion_dusk": [[1]]}]}))
+    out = tmp_path / "out.json"
+    assert bench.main(["--summarize", str(d), "--merge", str(prev), "--json", str(out)]) == 0
+    info = json.loads(out.read_text())
+    runs = {(r["name"], r["seed"]): r for r in info["runs"]}
+    assert runs[("pipa", 2)]["day_miou"] == 0.55 and runs[("pipa", 2)]["merged_from"] == str(prev)
+    assert runs[("mean_teacher", 0)]["day_miou"] == 0.57 and "merged_from" not in runs[("mean_teacher", 0)]
+    # merging the output again is idempotent
+    again = bench.merge_previous([], info, str(out))
+    assert sorted((r["name"], r["seed"]) for r in again) == sorted(runs)
+    assert all(r["merged_from"] == (str(prev) if r["name"] == "pipa" else str(out)) for r in again)
