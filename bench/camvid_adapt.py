@@ -45,7 +45,9 @@ LABELS = {"source_only": "source-only", "mean_teacher": "mean teacher", "pixel":
           "pipa_distill_b1": "PiPa++ B0 + distil PiPa++ B1",
           "pipa_srcpix": "PiPa++, pixel anchors source-only",
           "pipa_cbst": "PiPa++, class-balanced pseudo-labels (hard mask, per-class median)",
-          "mt_cbst": "mean teacher, class-balanced pseudo-labels (hard mask, per-class median)"}
+          "mt_cbst": "mean teacher, class-balanced pseudo-labels (hard mask, per-class median)",
+          "pipa_cbst_w0": "PiPa++, class-balanced, contrastive weights 0 (control: terms computed, no gradient)",
+          "pipa_cbst_nopatch": "PiPa++, class-balanced, without the patch term (pixel + task-smart)"}
 
 
 def _ds(root, split):

@@ -119,3 +119,22 @@ def test_rare_class_source_sampling_in_the_trainer(tmp_path):
     assert list(rcs.epoch_indices(0)) == list(rcs.epoch_indices(0)) and len(rcs.epoch_indices(1)) == len(base)
     with pytest.raises(ConfigError, match="source_sampling.kind"):
         tiny_cfg(tmp_path, "source_sampling.kind=rcs")
+
+
+@pytest.mark.parametrize("method", ["source_only", "mean_teacher"])
+def test_logged_loss_is_the_summed_objective(tmp_path, method):
+    """train/loss is the step's loss averaged over the log window, counted once (it was logged
+    twice for adapters, whose logs also carry "loss"): source-only = loss_src, mean teacher (weights
+    1) = loss_src + loss_mix."""
+    tgt = make_folder_dataset(tmp_path / "tgt", SYNTH11, n=4, seed=2, dark=0.5)
+    extra = [f"method={method}", "optim.max_iters=4", "log_interval=2"]
+    if method != "source_only":
+        extra.append(f"target={{type: folder, root: {tgt}, classes: synth11}}")
+    res = train(tiny_cfg(tmp_path, *extra))
+    sc = read_scalars(res.out_dir / "scalars.csv")
+    loss = np.array([v for _, v in sc["train/loss"]])
+    parts = np.array([v for _, v in sc["train/loss_src"]])
+    if method != "source_only":
+        parts = parts + np.array([v for _, v in sc["train/loss_mix"]])
+    assert len(loss) == 2 and np.all(loss > 0)
+    np.testing.assert_allclose(loss, parts, rtol=1e-5)

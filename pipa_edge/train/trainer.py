@@ -299,8 +299,7 @@ class _Trainer:
                 self.method.after_optimizer_step(it)
                 done = it + 1
                 lv = float(loss.detach())
-                acc["loss"] = acc.get("loss", 0.0) + lv
-                for k, v in logs.items():
+                for k, v in {**logs, "loss": lv}.items():  # adapters log "loss" too: count it once
                     acc[k] = acc.get(k, 0.0) + float(v)
                 n_acc += 1
                 lr = self.opt.param_groups[0]["lr"]
