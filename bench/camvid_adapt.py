@@ -47,7 +47,8 @@ LABELS = {"source_only": "source-only", "mean_teacher": "mean teacher", "pixel":
           "pipa_cbst": "PiPa++, class-balanced pseudo-labels (hard mask, per-class median)",
           "mt_cbst": "mean teacher, class-balanced pseudo-labels (hard mask, per-class median)",
           "pipa_cbst_w0": "PiPa++, class-balanced, contrastive weights 0 (control: terms computed, no gradient)",
-          "pipa_cbst_nopatch": "PiPa++, class-balanced, without the patch term (pixel + task-smart)"}
+          "pipa_cbst_nopatch": "PiPa++, class-balanced, without the patch term (pixel + task-smart)",
+          "pipa_cbst_bnfix": "PiPa++, class-balanced, patch views leave BN running stats alone"}
 
 
 def _ds(root, split):

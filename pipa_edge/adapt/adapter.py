@@ -8,7 +8,8 @@ Per iteration (one summed loss, one backward by the trainer)::
     student forward on [x_s', x_mix (, x_t when distilling)]     (one concatenated forward)
     L = w_src CE(x_s') + w_mix sum(w_pix * CE(x_mix)) / |pixels|
       + r_pix(it) w_pix L_pixel(features, [y_s ; confident y_mix])
-      + r_patch(it) w_patch L_patch(two views of x_t)               (one more student forward)
+      + r_patch(it) w_patch L_patch(two views of x_t)               (one more student forward;
+                                                  BN running stats: adapt.aux_bn_update)
       + r_temp(it) w_temp L_temporal(x_t, x_t-k)                     (video targets, temporal_contrast.py)
       + distillation(x_t)
     after the optimiser step: teacher <- EMA(student)
@@ -24,6 +25,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from pipa_edge.adapt.bn import bn_running_stats
 from pipa_edge.adapt.config import AdaptConfig
 from pipa_edge.adapt.distill import FrozenTeacher, distill_loss
 from pipa_edge.adapt.mix import classmix_masks, fda_source_to_target, mix, strong_augment
@@ -174,7 +176,8 @@ class Adapter(TrainMethod):
             n = B if qc.num_images <= 0 else min(B, qc.num_images)
             out_hw = (max(seg.output_stride, int(round(H * qc.view_size))), max(seg.output_stride, int(round(W * qc.view_size))))
             v1, v2, boxes = make_views(tgt_img[:n], out_hw, qc.scale, qc.iou, qc.flip, qc.photometric, g)
-            vo = seg.forward_features(seg.normalize(torch.cat([v1, v2])))
+            with bn_running_stats(seg, cfg.aux_bn_update):
+                vo = seg.forward_features(seg.normalize(torch.cat([v1, v2])))
             loss_patch = self.patch(vo.features[:n], vo.features[n:], boxes, pl.label[:n], pl.conf[:n])
             loss = loss + r * qc.weight * loss_patch
             logs["loss_patch"] = float(loss_patch.detach())

@@ -110,6 +110,9 @@ class DistillConfig(StrictModel):
 class AdaptConfig(StrictModel):
     source_weight: float = Field(1.0, ge=0.0)  # supervised CE on source images
     concat_forward: bool = True  # one student forward over source + mixed (else two forwards)
+    # extra student forwards (patch views, temporal frame pairs) move the BatchNorm running statistics
+    # (False: they normalise with their batch statistics, the running ones stay as the main forward set them)
+    aux_bn_update: bool = True
     teacher: TeacherConfig = TeacherConfig()
     pseudo_label: PseudoLabelConfig = PseudoLabelConfig()
     mix: MixConfig = MixConfig()

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipa_edge.adapt.bn import bn_running_stats
 from pipa_edge.adapt.flow import resize_flow_torch, warp_torch
 from pipa_edge.adapt.pixel_contrast import ProjectionHead
 from pipa_edge.adapt.pseudo import downsample_labels
@@ -142,12 +143,13 @@ def temporal_step(adapter, target: dict, pl_label: torch.Tensor, pl_conf: Option
     n = x_t.shape[0]
     t_prev = adapter.teacher.forward_features(seg.normalize(x_p.float()))
     y_prev = t_prev.logits_low.argmax(dim=1)
-    if cfg.key_encoder == "teacher":
-        f_t = seg.forward_features(seg.normalize(x_t.float())).features
-        f_p = t_prev.features.detach()
-    else:
-        out = seg.forward_features(seg.normalize(torch.cat([x_t, x_p]).float()))
-        f_t, f_p = out.features[:n], out.features[n:]
+    with bn_running_stats(seg, adapter.cfg.aux_bn_update):
+        if cfg.key_encoder == "teacher":
+            f_t = seg.forward_features(seg.normalize(x_t.float())).features
+            f_p = t_prev.features.detach()
+        else:
+            out = seg.forward_features(seg.normalize(torch.cat([x_t, x_p]).float()))
+            f_t, f_p = out.features[:n], out.features[n:]
     score = None
     if adapter.cfg.sampler.score == "confidence" and pl_conf is not None:
         score = 1.0 - F.adaptive_avg_pool2d(pl_conf.float().unsqueeze(1), f_t.shape[-2:])[:, 0]
