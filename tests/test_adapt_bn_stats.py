@@ -22,16 +22,17 @@ def test_context_restores_running_stats_and_keeps_gradients():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1)).train()
     x = torch.randn(2, 3, 5, 5) * 3 + 1
-    before = _bn_buffers(net)
     grads = []
     for update in (False, True):
         net.zero_grad()
+        main = net(x * 0.5).mean()  # a forward outside the block, as the adapter's main forward
+        after_main = _bn_buffers(net)
         with bn_running_stats(net, update):
-            net(x).square().mean().backward()
+            aux = net(x).square().mean()
+        after_aux = _bn_buffers(net)
+        (main + aux).backward()  # after the block: both graphs must still be intact
+        assert all(torch.equal(after_main[k], after_aux[k]) for k in after_main) is (not update)
         grads.append([p.grad.clone() for p in net.parameters()])
-        after = _bn_buffers(net)
-        same = all(torch.equal(before[k], after[k]) for k in before)
-        assert same is (not update)
     assert all(torch.equal(a, b) for a, b in zip(*grads))  # normalisation uses batch stats either way
 
 
@@ -43,6 +44,7 @@ def _step(aux_bn_update: bool, patch: bool):
     torch.manual_seed(3)
     loss, _ = m.training_step(_BATCH, 5)
     assert torch.isfinite(loss)
+    loss.backward()  # the trainer's backward after the step (restoring the stats must not break it)
     return _bn_buffers(m.segmenter)
 
 

@@ -15,22 +15,27 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-import torch
 from torch import nn
 
 
 @contextmanager
 def bn_running_stats(module: nn.Module, update: bool = True) -> Iterator[None]:
-    """``update=False``: restore every BatchNorm buffer of ``module`` after the block."""
+    """``update=False``: every BatchNorm of ``module`` updates stand-in copies of its buffers inside
+    the block; the original buffer tensors are put back afterwards, never written to. (Copying the
+    old values back in place instead would bump the version of tensors the block's autograd graph
+    saved, and the later ``backward()`` would fail.)"""
     if update:
         yield
         return
-    saved = [(m, {k: b.detach().clone() for k, b in m.named_buffers(recurse=False) if b is not None})
-             for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = []
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            orig = {k: b for k, b in m._buffers.items() if b is not None}
+            saved.append((m, orig))
+            for k, b in orig.items():
+                m._buffers[k] = b.clone()
     try:
         yield
     finally:
-        with torch.no_grad():
-            for m, bufs in saved:
-                for k, v in bufs.items():
-                    getattr(m, k).copy_(v)
+        for m, orig in saved:
+            m._buffers.update(orig)
