@@ -31,13 +31,13 @@ def _method(w_pixel: float, w_patch: float):
            "pseudo_label": {"threshold": 0.01}}
     m = build_adapter("pipa", seg, cfg)
     m.train()
-    return m, synthetic_batch(seg.classes, 2, (64, 64), 0)
+    return m, [synthetic_batch(seg.classes, 2, (64, 64), 0)]
 
 
 def test_terms_split_exactly_and_weights_are_restored():
     mod = _bench()
-    m, batch = _method(0.0, 0.5)
-    rows = mod.measure(m, [batch], it=10, clip=1.0)
+    m, batches = _method(0.0, 0.5)
+    rows = mod.measure(m, batches, it=10, clip=1.0)
     r = rows[0]
     # pixel weight 0: its "gradient" is the difference of two identical steps → exactly zero,
     # which holds only if each repeated step replays the same random draws (mixing, crops, samples)
@@ -51,14 +51,10 @@ def test_terms_split_exactly_and_weights_are_restored():
 
 def test_patch_gradient_scales_with_its_weight():
     mod = _bench()
-    a = mod.measure(*_with_batch(_method(0.1, 0.2)), it=10, clip=0.0)[0]
-    b = mod.measure(*_with_batch(_method(0.1, 0.4)), it=10, clip=0.0)[0]
+    a = mod.measure(*_method(0.1, 0.2), it=10, clip=0.0)[0]
+    b = mod.measure(*_method(0.1, 0.4), it=10, clip=0.0)[0]
     assert b["norm_patch"] == pytest.approx(2 * a["norm_patch"], rel=1e-3)
     assert b["norm_pixel"] == pytest.approx(a["norm_pixel"], rel=1e-4)
     assert b["cos_ce_patch"] == pytest.approx(a["cos_ce_patch"], abs=1e-3)
     assert a["clip_factor"] == 1.0  # clip 0 = no clipping
 
-
-def _with_batch(mb):
-    m, batch = mb
-    return m, [batch]
