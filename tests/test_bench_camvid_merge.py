@@ -69,3 +69,36 @@ def test_summarize_cli_merges_and_records_day_scores(bench, tmp_path):
     again = bench.merge_previous([], info, str(out))
     assert sorted((r["name"], r["seed"]) for r in again) == sorted(runs)
     assert all(r["merged_from"] == (str(prev) if r["name"] == "pipa" else str(out)) for r in again)
+
+
+def test_distill_jobs_share_the_pipa_overrides_and_chain_their_checkpoints(bench, tmp_path):
+    import argparse
+
+    ns = argparse.Namespace(data=str(tmp_path), device="cpu", workers=0, threads=2, out=str(tmp_path / "o"),
+                            seeds=[0], rows=[], multi_seed=["pipa"], variant=[], set=[], oracle=False,
+                            distill="segformer-b1", distill_set=["adapt.aux_bn_update=false"],
+                            src_iters=5, adapt_iters=5)
+    jobs = {j["name"]: j for j in bench.build_jobs(ns)}
+    assert set(jobs) == {"source_only", "source_only_b1", "pipa_b1", "pipa_distill_b1"}
+    teacher, student = jobs["pipa_b1"], jobs["pipa_distill_b1"]
+    assert "adapt.aux_bn_update=false" in teacher["overrides"] and "adapt.aux_bn_update=false" in student["overrides"]
+    assert "model.arch=segformer-b1" in teacher["overrides"] and not any("arch" in o for o in student["overrides"])
+    assert teacher["init_from"].endswith("source_only_b1_s0/final.pt")
+    assert student["init_from"].endswith("source_only_s0/final.pt")  # the B0 source model, not the B1 one
+    assert f"adapt.distill.teacher_checkpoint={Path(teacher['out']) / 'final.pt'}" in student["overrides"]
+    assert bench._deps(student) == ["source_only_s0", "pipa_b1_s0"]
+
+
+def test_row_names_keep_their_first_settings_while_the_recipes_move_on(bench):
+    from pipa_edge.train.config import load_train_config
+
+    recipe = load_train_config(REPO / bench.PIPA).adapt
+    assert (recipe.pseudo_label.class_quantile, recipe.pseudo_label.quality_weight, recipe.aux_bn_update) == (0.5, False, False)
+    _, path, ov = bench.ROWS["pipa"]
+    v1 = load_train_config(REPO / path, ov).adapt  # the row measured first: global threshold + quality weight
+    assert (v1.pseudo_label.class_quantile, v1.pseudo_label.quality_weight, v1.aux_bn_update) == (None, True, True)
+    bnfix = load_train_config(REPO / path, ov + bench.CB + ["adapt.aux_bn_update=false"]).adapt  # the variant = the recipe
+    assert bnfix.model_dump() == recipe.model_dump()
+    _, mt_path, mt_ov = bench.ROWS["mean_teacher"]
+    mt = load_train_config(REPO / mt_path, mt_ov + bench.CB).adapt
+    assert mt.model_dump() == load_train_config(REPO / mt_path).adapt.model_dump()
