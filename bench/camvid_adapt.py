@@ -36,7 +36,6 @@ PIPA = "train/camvid_day2dusk_pipa.yaml"
 # name means one configuration across sessions (the class-balanced rows are the variants below).
 V1_PL = ["adapt.pseudo_label.quality_weight=true", "adapt.pseudo_label.class_quantile=null"]
 V1_PIPA = V1_PL + ["adapt.aux_bn_update=true"]
-CB = ["adapt.pseudo_label.quality_weight=false", "adapt.pseudo_label.class_quantile=0.5"]
 # row name -> (method, recipe, overrides)
 ROWS = {
     "source_only": ("source_only", SRC, []),
@@ -153,7 +152,7 @@ def build_jobs(a) -> list[dict]:
             jobs.append({**base, "name": f"source_only_{tag}", "method": "source_only", "recipe": SRC,
                          "overrides": arch, "seed": s, "iters": a.src_iters,
                          "out": str(out / f"source_only_{tag}_s{s}"), "dep": None})
-            kd = ROWS["pipa"][2] + list(a.distill_set)  # the same PiPa++ settings for the B1 teacher and the B0 student
+            kd = list(a.distill_set)  # the PiPa++ recipe as it is (+ these) for the B1 teacher and the B0 student
             add(f"pipa_{tag}", "pipa", PIPA, kd + arch, s, a.adapt_iters, f"source_only_{tag}_s{s}")
             teacher = out / f"pipa_{tag}_s{s}" / "final.pt"
             add(f"pipa_distill_{tag}", "pipa", PIPA, kd + [
