@@ -48,6 +48,7 @@ LABELS = {"source_only": "source-only", "mean_teacher": "mean teacher", "pixel":
           "pixel_patch": "+ patch contrast", "pipa": "+ task-smart sampling (PiPa++)", "oracle": "oracle (2-fold)",
           "source_only_b1": "source-only, SegFormer-B1", "pipa_b1": "PiPa++ SegFormer-B1 (KD teacher)",
           "pipa_distill_b1": "PiPa++ B0 + distil PiPa++ B1",
+          "mt_distill_b1": "mean teacher B0 (class-balanced) + distil PiPa++ B1",
           "pipa_srcpix": "PiPa++, pixel anchors source-only",
           "pipa_cbst": "PiPa++, class-balanced pseudo-labels (hard mask, per-class median)",
           "mt_cbst": "mean teacher, class-balanced pseudo-labels (hard mask, per-class median)",
