@@ -150,7 +150,8 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--iters", type=int, default=200, help="adaptation iterations per row")
     ap.add_argument("--src-iters", type=int, default=400, help="source-only iterations")
-    ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    ap.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS),
+                    help="rows to train (none: only the --variant rows)")
     ap.add_argument("--only", choices=("rows", "overhead", "dashcam"), default=None)
     ap.add_argument("--dashcam", default=str(REPO.parent / "shared/data/video/solidWhiteRight.mp4"))
     ap.add_argument("--dashcam-ckpt", action="append", default=[], metavar="NAME=PATH")
