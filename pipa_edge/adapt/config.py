@@ -112,6 +112,7 @@ class AdaptConfig(StrictModel):
     concat_forward: bool = True  # one student forward over source + mixed (else two forwards)
     # extra student forwards (patch views, temporal frame pairs) move the BatchNorm running statistics
     # (False: they normalise with their batch statistics, the running ones stay as the main forward set them)
+    # A per-recipe choice: True carries most of PiPa++'s lead on the synthetic gap, False is +4 on CamVid (docs/video.md)
     aux_bn_update: bool = True
     teacher: TeacherConfig = TeacherConfig()
     pseudo_label: PseudoLabelConfig = PseudoLabelConfig()
