@@ -3,6 +3,7 @@
 Per iteration (one summed loss, one backward by the trainer)::
 
     pseudo-labels  <- EMA teacher on the clean target image
+    (adapt.target_bn_stats: no-grad student forward of x_t, moves only the BN running statistics)
     x_s'           <- optional FDA style of x_s toward x_t (image-level adaptation)
     x_mix, y_mix   <- ClassMix(x_s', x_t; y_s, y_pseudo) + colour jitter + blur
     student forward on [x_s', x_mix (, x_t when distilling)]     (one concatenated forward)
@@ -119,6 +120,13 @@ class Adapter(TrainMethod):
         pl = make_pseudo_labels(t_logits, plc.threshold, plc.quality_weight, plc.ignore_top, plc.ignore_bottom,
                                 plc.class_quantile)
         logs["pl_quality"] = float(pl.quality.mean())
+        if cfg.target_bn_stats:  # BN running stats see a target-only batch (no graph: nothing saved for backward)
+            with torch.no_grad():
+                x = tgt_img
+                if cfg.target_bn_scale != 1.0:
+                    x = F.interpolate(x, size=tuple(max(seg.output_stride, int(round(d * cfg.target_bn_scale)))
+                                                    for d in tgt_img.shape[-2:]), mode="bilinear", align_corners=False)
+                seg.forward_features(seg.normalize(x))
 
         # 2. image-level adaptation: FDA style on source, ClassMix, strong augmentation
         if cfg.mix.source_style == "fda":
