@@ -12,6 +12,7 @@ from pipa_edge.adapt import build_adapter
 from pipa_edge.adapt.bn import bn_running_stats
 from pipa_edge.bench.latency import build_arch
 from pipa_edge.bench.train_step import synthetic_batch
+from pipa_edge.errors import ConfigError
 
 
 def _bn_buffers(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -101,3 +102,18 @@ def test_target_bn_stats_adds_one_target_only_update_and_leaves_the_loss(scale):
     expected = (1 - mom) * ((1 - mom) * r0 + mom * c1[0][0]) + mom * c1[1][0]
     assert torch.allclose(r1, expected, atol=1e-5)
     assert not torch.allclose(r1, (1 - mom) * r0 + mom * c1[1][0], atol=1e-5)  # the target batch did move them
+
+
+def test_target_bn_images_source_is_the_control():
+    """target_bn_images=source: the extra no-grad forward sees the source batch instead."""
+    seg = copy.deepcopy(_SEG)
+    m = build_adapter("mean_teacher", seg, {"pseudo_label": {"threshold": 0.01}, "target_bn_stats": True,
+                                            "target_bn_images": "source"}).train()
+    stem = next(x for x in seg.modules() if isinstance(x, nn.Conv2d))
+    seen = []
+    hook = stem.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
+    m.training_step(_BATCH, 5)
+    hook.remove()
+    assert torch.allclose(seen[0], seg.normalize(_BATCH["source"]["image"].float()))
+    with pytest.raises(ConfigError, match="target_bn_images"):
+        build_adapter("mean_teacher", copy.deepcopy(_SEG), {"target_bn_images": "both"})

@@ -122,10 +122,10 @@ class Adapter(TrainMethod):
         logs["pl_quality"] = float(pl.quality.mean())
         if cfg.target_bn_stats:  # BN running stats see a target-only batch (no graph: nothing saved for backward)
             with torch.no_grad():
-                x = tgt_img
+                x = tgt_img if cfg.target_bn_images == "target" else src_img
                 if cfg.target_bn_scale != 1.0:
                     x = F.interpolate(x, size=tuple(max(seg.output_stride, int(round(d * cfg.target_bn_scale)))
-                                                    for d in tgt_img.shape[-2:]), mode="bilinear", align_corners=False)
+                                                    for d in x.shape[-2:]), mode="bilinear", align_corners=False)
                 seg.forward_features(seg.normalize(x))
 
         # 2. image-level adaptation: FDA style on source, ClassMix, strong augmentation

@@ -121,6 +121,9 @@ class AdaptConfig(StrictModel):
     target_bn_stats: bool = False
     # the extra forward's images resized by this factor (bilinear; the patch views are ~0.5-1x crops at half size)
     target_bn_scale: float = Field(1.0, gt=0.0, le=2.0)
+    # the extra forward's batch: the target images (the point), or the source images (a control: same extra
+    # forward, no target information)
+    target_bn_images: Literal["target", "source"] = "target"
     teacher: TeacherConfig = TeacherConfig()
     pseudo_label: PseudoLabelConfig = PseudoLabelConfig()
     mix: MixConfig = MixConfig()
