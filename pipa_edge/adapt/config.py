@@ -112,7 +112,8 @@ class AdaptConfig(StrictModel):
     concat_forward: bool = True  # one student forward over source + mixed (else two forwards)
     # extra student forwards (patch views, temporal frame pairs) move the BatchNorm running statistics
     # (False: they normalise with their batch statistics, the running ones stay as the main forward set them)
-    # A per-recipe choice: True carries most of PiPa++'s lead on the synthetic gap, False is +4 on CamVid (docs/video.md)
+    # A per-recipe choice: True carries most of PiPa++'s lead on the synthetic gap, False is +4 on CamVid; the
+    # synthetic gain is mostly the views' half resolution, not target information (docs/video.md)
     aux_bn_update: bool = True
     # one extra no-grad training-mode student forward of the clean target batch per step, before the main
     # forward: the BatchNorm running statistics (hence evaluation, export and the EMA teacher's buffers) also
