@@ -48,6 +48,11 @@ def ramp(it: int, warmup: int, ramp_iters: int) -> float:
     return min(1.0, (it - warmup + 1) / ramp_iters)
 
 
+def scaled_hw(hw, factor: float, minimum: int) -> tuple[int, int]:
+    """``hw`` times ``factor``, rounded, at least ``minimum`` (the model's output stride) per side."""
+    return tuple(max(minimum, int(round(d * factor))) for d in hw)
+
+
 class Adapter(TrainMethod):
     def __init__(self, name: str, segmenter: Segmenter, cfg: Optional[AdaptConfig] = None):
         super().__init__(segmenter)
@@ -120,12 +125,12 @@ class Adapter(TrainMethod):
         pl = make_pseudo_labels(t_logits, plc.threshold, plc.quality_weight, plc.ignore_top, plc.ignore_bottom,
                                 plc.class_quantile)
         logs["pl_quality"] = float(pl.quality.mean())
-        if cfg.target_bn_stats:  # BN running stats see a target-only batch (no graph: nothing saved for backward)
+        if cfg.target_bn_stats:  # BN running stats see a one-domain batch (no graph: nothing saved for backward)
             with torch.no_grad():
                 x = tgt_img if cfg.target_bn_images == "target" else src_img
                 if cfg.target_bn_scale != 1.0:
-                    x = F.interpolate(x, size=tuple(max(seg.output_stride, int(round(d * cfg.target_bn_scale)))
-                                                    for d in x.shape[-2:]), mode="bilinear", align_corners=False)
+                    x = F.interpolate(x, size=scaled_hw(x.shape[-2:], cfg.target_bn_scale, seg.output_stride),
+                                      mode="bilinear", align_corners=False)
                 seg.forward_features(seg.normalize(x))
 
         # 2. image-level adaptation: FDA style on source, ClassMix, strong augmentation
@@ -182,7 +187,7 @@ class Adapter(TrainMethod):
         r = ramp(it, qc.warmup_iters, qc.ramp_iters)
         if self.patch is not None and r > 0:
             n = B if qc.num_images <= 0 else min(B, qc.num_images)
-            out_hw = (max(seg.output_stride, int(round(H * qc.view_size))), max(seg.output_stride, int(round(W * qc.view_size))))
+            out_hw = scaled_hw((H, W), qc.view_size, seg.output_stride)
             v1, v2, boxes = make_views(tgt_img[:n], out_hw, qc.scale, qc.iou, qc.flip, qc.photometric, g)
             with bn_running_stats(seg, cfg.aux_bn_update):
                 vo = seg.forward_features(seg.normalize(torch.cat([v1, v2])))
