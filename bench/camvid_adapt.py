@@ -355,6 +355,8 @@ def main(argv=None) -> int:
     ap.add_argument("--summarize", metavar="DIR", help="only tabulate the result_*.json files in DIR")
     ap.add_argument("--merge", metavar="JSON", default=None,
                     help="with --summarize: also keep the runs of this earlier summary that DIR does not have")
+    ap.add_argument("--select", nargs="+", metavar="ROW", default=None,
+                    help="with --summarize: only the runs of these rows (run names without the seed)")
     ap.add_argument("--synth", action="store_true", help="only the synthetic smoke table (CPU, minutes)")
     ap.add_argument("--synth-steps", type=int, default=20)
     a = ap.parse_args(argv)
@@ -384,6 +386,8 @@ def main(argv=None) -> int:
         results = [json.loads(p.read_text()) for p in sorted(Path(a.summarize).glob("result_*.json"))]
         if a.merge:
             results = merge_previous(results, json.loads(Path(a.merge).read_text()), a.merge)
+        if a.select:
+            results = [r for r in results if r["name"] in a.select]
     else:
         results = run_all(build_jobs(a), a.parallel, Path(a.out), a.reuse)
     table = summarize(results)

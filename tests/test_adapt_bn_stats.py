@@ -64,6 +64,11 @@ def test_patch_views_touch_running_stats_only_when_asked(aux_bn_update):
     assert same is (not aux_bn_update)
 
 
+def _stem(seg: nn.Module) -> nn.Module:
+    """The first convolution: its input is the (normalised, resized) image batch of a forward."""
+    return next(x for x in seg.modules() if isinstance(x, nn.Conv2d))
+
+
 @pytest.mark.parametrize("scale", [1.0, 0.5])
 def test_target_bn_stats_adds_one_target_only_update_and_leaves_the_loss(scale):
     """adapt.target_bn_stats: one extra no-grad forward of the clean target images moves the running
@@ -83,8 +88,7 @@ def test_target_bn_stats_adds_one_target_only_update_and_leaves_the_loss(scale):
         calls, sizes = [], []
         hook = bn.register_forward_hook(lambda mod, inp, out: calls.append((inp[0].detach().mean((0, 2, 3)),
                                                                               torch.is_grad_enabled())))
-        stem = next(x for x in seg.modules() if isinstance(x, nn.Conv2d))  # first conv sees the input image
-        seg_hook = stem.register_forward_pre_hook(lambda mod, args: sizes.append(tuple(args[0].shape[-2:])))
+        seg_hook = _stem(seg).register_forward_pre_hook(lambda mod, args: sizes.append(tuple(args[0].shape[-2:])))
         torch.manual_seed(3)
         loss, _ = m.training_step(_BATCH, 5)
         loss.backward()
@@ -109,9 +113,8 @@ def test_target_bn_images_source_is_the_control():
     seg = copy.deepcopy(_SEG)
     m = build_adapter("mean_teacher", seg, {"pseudo_label": {"threshold": 0.01}, "target_bn_stats": True,
                                             "target_bn_images": "source"}).train()
-    stem = next(x for x in seg.modules() if isinstance(x, nn.Conv2d))
     seen = []
-    hook = stem.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
+    hook = _stem(seg).register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
     m.training_step(_BATCH, 5)
     hook.remove()
     assert torch.allclose(seen[0], seg.normalize(_BATCH["source"]["image"].float()))

@@ -72,6 +72,18 @@ def test_summarize_cli_merges_and_records_day_scores(bench, tmp_path):
     assert all(r["merged_from"] == (str(prev) if r["name"] == "pipa" else str(out)) for r in again)
 
 
+def test_summarize_select_keeps_only_the_named_rows(bench, tmp_path):
+    d = tmp_path / "runs"
+    d.mkdir()
+    for name in ("mt_cbst", "mt_cbst_tbn", "pipa_b1"):
+        (d / f"result_{name}_s0.json").write_text(json.dumps(_result(name, 0, 0.3, 0.55, "mean_teacher")))
+    out = tmp_path / "out.json"
+    assert bench.main(["--summarize", str(d), "--select", "mt_cbst", "mt_cbst_tbn", "--json", str(out)]) == 0
+    info = json.loads(out.read_text())
+    assert sorted(r["name"] for r in info["runs"]) == ["mt_cbst", "mt_cbst_tbn"]
+    assert sorted(t["row"] for t in info["table"]) == ["mt_cbst", "mt_cbst_tbn"]
+
+
 def test_distill_jobs_share_the_pipa_overrides_and_chain_their_checkpoints(bench, tmp_path):
     import argparse
 

@@ -118,7 +118,8 @@ class AdaptConfig(StrictModel):
     # one extra no-grad training-mode student forward of the clean target batch per step, before the main
     # forward: the BatchNorm running statistics (hence evaluation, export and the EMA teacher's buffers) also
     # track target-only batches (AdaBN-like). No gradient, no loss term; any method. What PiPa++'s patch views
-    # do as a side effect when aux_bn_update is true, available to mean teacher as a fair baseline (docs/video.md)
+    # do as a side effect when aux_bn_update is true, for a same-BN baseline; measured effects (mostly the
+    # scale, not the domain): docs/video.md, docs/adaptation.md
     target_bn_stats: bool = False
     # the extra forward's images resized by this factor (bilinear; the patch views are ~0.5-1x crops at half size)
     target_bn_scale: float = Field(1.0, gt=0.0, le=2.0)
