@@ -34,6 +34,9 @@ PIPA = "train/camvid_day2dusk_pipa.yaml"
 # The recipes in train/ carry the class-balanced pseudo-labels (and, for PiPa++, aux_bn_update: false)
 # since 2026-12-04; the table's rows keep the settings they were first measured with, so each row
 # name means one configuration across sessions (the class-balanced rows are the variants below).
+# PRECISE_BN_NOTE: the adaptation recipes re-estimate BN statistics on whole dusk images at the end
+# (precise_bn, since 2026-12-05); every job here pins it off, so a row keeps meaning what it measured;
+# the precise-BN numbers come from bench/bn_scale.py on the same checkpoints (docs/adaptation.md).
 V1_PL = ["adapt.pseudo_label.quality_weight=true", "adapt.pseudo_label.class_quantile=null"]
 V1_PIPA = V1_PL + ["adapt.aux_bn_update=true"]
 # row name -> (method, recipe, overrides)
@@ -61,6 +64,21 @@ def _ds(root, split):
     return {"type": "camvid", "root": str(root), "split": split, "resize": [180, 240]}
 
 
+def job_overrides(job: dict) -> list[str]:
+    """The recipe overrides of one job: the bench's own settings, then the row's / variant's (which win)."""
+    data, out = Path(job["data"]), Path(job["out"])
+    ov = [f"seed={job['seed']}", f"out_dir={out}", "val=null", f"device={job['device']}",
+          f"num_workers={job['workers']}", f"optim.max_iters={job['iters']}",
+          "precise_bn.enabled=false"]  # rows as first measured; a variant may set it (PRECISE_BN_NOTE)
+    if job["name"] == "oracle":
+        ov += [f"source.root={job['oracle_root']}", f"source.split=fold{job['fold']}_train"]
+    else:
+        ov += [f"source.root={data}"]
+        if job["method"] != "source_only":
+            ov += [f"target.root={data}", f"init_from={job['init_from']}"]
+    return ov + list(job["overrides"])
+
+
 def run_job(job: dict) -> dict:
     """Train one row/seed with the trainer, then score the final model (called in a subprocess)."""
     import torch
@@ -72,18 +90,12 @@ def run_job(job: dict) -> dict:
     from pipa_edge.train.trainer import train
 
     torch.set_num_threads(max(1, int(job.get("threads", 1))))
-    data, out = Path(job["data"]), Path(job["out"])
-    ov = [f"seed={job['seed']}", f"out_dir={out}", "val=null", f"device={job['device']}",
-          f"num_workers={job['workers']}", f"optim.max_iters={job['iters']}"]
+    data = Path(job["data"])
     if job["name"] == "oracle":
-        ov += [f"source.root={job['oracle_root']}", f"source.split=fold{job['fold']}_train"]
         evals = {"dusk": _ds(job["oracle_root"], f"fold{job['fold']}_test")}
     else:
-        ov += [f"source.root={data}"]
-        if job["method"] != "source_only":
-            ov += [f"target.root={data}", f"init_from={job['init_from']}"]
         evals = {"dusk": _ds(data, "dusk_train"), "day": _ds(data, "day_train")}
-    cfg = load_train_config(REPO / job["recipe"], ov + list(job["overrides"]))
+    cfg = load_train_config(REPO / job["recipe"], job_overrides(job))
     t0 = time.perf_counter()
     res = train(cfg)
     train_s = time.perf_counter() - t0

@@ -106,17 +106,14 @@ def recalibrate_bn(model, imgs, labs, rng, bs: int, device: str, batches: int = 
     """
     import torch
 
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-    model.train()
-    with torch.no_grad():
+    from pipa_edge.train.precise_bn import recompute_bn_stats
+
+    def gen():
         for _ in range(batches):
             x, _ = batch_aug(imgs, labs, rng, bs)
-            model(model.normalize(torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).to(device)))
+            yield torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).to(device)
+
+    recompute_bn_stats(model, gen())
 
 
 def evaluate(model, classes, imgs, labs, device: str, bs: int = 16) -> dict:

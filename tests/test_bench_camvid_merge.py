@@ -115,3 +115,21 @@ def test_row_names_keep_their_first_settings_while_the_recipes_move_on(bench):
     _, mt_path, mt_ov = bench.ROWS["mean_teacher"]
     mt = load_train_config(REPO / mt_path, mt_ov + CB).adapt
     assert mt.model_dump() == load_train_config(REPO / mt_path).adapt.model_dump()
+
+
+def test_rows_pin_precise_bn_off_and_a_variant_can_set_it(bench, tmp_path):
+    # The recipes end with precise_bn enabled; the bench's rows keep the setting they were measured with.
+    from argparse import Namespace
+
+    from pipa_edge.train.config import load_train_config
+
+    a = Namespace(data=str(tmp_path), device="cpu", workers=0, threads=1, out=str(tmp_path / "out"), set=[],
+                  seeds=[0], rows=["mean_teacher", "pipa"], multi_seed=[], adapt_iters=5, src_iters=5, oracle=False,
+                  variant=["mt_pbn:mean_teacher:precise_bn.enabled=true"], distill=None, distill_set=[], set_oracle=[])
+    jobs = {j["name"]: j for j in bench.build_jobs(a)}
+    assert set(jobs) == {"source_only", "mean_teacher", "pipa", "mt_pbn"}
+    for name in ("mean_teacher", "pipa"):
+        assert load_train_config(bench.REPO / jobs[name]["recipe"]).precise_bn.enabled  # the recipe: on
+    enabled = {n: load_train_config(bench.REPO / j["recipe"], bench.job_overrides(j)).precise_bn.enabled
+               for n, j in jobs.items()}
+    assert enabled == {"source_only": False, "mean_teacher": False, "pipa": False, "mt_pbn": True}

@@ -86,6 +86,17 @@ class SourceSamplingConfig(StrictModel):
     cache: Optional[str] = None  # class pixel counts JSON (default: <out_dir>/rcs_counts.json)
 
 
+class PreciseBNConfig(StrictModel):
+    """Re-estimate BN running statistics with the final weights on whole images of the evaluation size
+    (:mod:`pipa_edge.train.precise_bn`), after the last iteration and before the final evaluation and
+    ``final.pt``. ``images: target`` (unlabelled target images: AdaBN) needs a ``target`` dataset."""
+
+    enabled: bool = False
+    images: Literal["target", "source"] = "target"
+    num_images: int = Field(200, ge=2)  # a seeded random subset when the dataset is larger
+    batch_size: int = Field(8, ge=2)  # batches of one image are not used
+
+
 class TrainConfig(StrictModel):
     model: ModelConfig = ModelConfig()
     source: DatasetConfig
@@ -98,6 +109,7 @@ class TrainConfig(StrictModel):
     adapt: AdaptConfig = AdaptConfig()
     optim: OptimConfig = OptimConfig()
     eval: EvalConfig = EvalConfig()
+    precise_bn: PreciseBNConfig = PreciseBNConfig()
     batch_size: int = Field(2, ge=1)  # per process
     num_workers: int = Field(0, ge=0)
     seed: int = 0
@@ -123,6 +135,10 @@ class TrainConfig(StrictModel):
     def _checks(self) -> "TrainConfig":
         if self.method != "source_only" and self.target is None:
             raise ValueError(f"method '{self.method}' needs a 'target' dataset")
+        if self.precise_bn.enabled and self.precise_bn.images == "target" and self.target is None:
+            raise ValueError("precise_bn.images: 'target' needs a 'target' dataset (or use 'source')")
+        if self.precise_bn.enabled and self.precise_bn.num_images < self.precise_bn.batch_size:
+            raise ValueError("precise_bn.num_images must be at least precise_bn.batch_size")
         return self
 
     @property

@@ -252,6 +252,32 @@ class _Trainer:
                 stage("val", f"it {it}: {name} mIoU {miou}  pixel acc {100 * (s['pixel_acc'] or 0):.2f}")
         dist_utils.barrier(self.info)
 
+    def _precise_bn(self) -> None:
+        """``cfg.precise_bn``: BN statistics of the final weights on whole eval-size images (same on every rank;
+        a seed-0 image subset whatever the run's seed, so that runs are re-estimated on the same images)."""
+        from pipa_edge.data.build import build_eval_dataset
+        from pipa_edge.train.precise_bn import precise_bn_images, recompute_bn_stats
+
+        pb, cfg = self.cfg.precise_bn, self.cfg
+        dcfg = cfg.target if pb.images == "target" else cfg.source
+        dcfg = _in_model_classes(dcfg, cfg.model.classes).model_copy(
+            update={"labels": False, "pair_offset": None, "flow": "none"})
+        ds = build_eval_dataset(dcfg)
+        try:
+            used = recompute_bn_stats(self.method.segmenter,
+                                      precise_bn_images(ds, pb.num_images, pb.batch_size, self.device))
+        except RuntimeError as e:
+            if "stack expects each tensor to be equal size" not in str(e):
+                raise
+            raise ConfigError(f"key 'precise_bn': {pb.images} images {dcfg.root} differ in size; set "
+                              f"'{pb.images}.resize' so whole images can be batched") from None
+        if self.info.is_main:
+            if used:
+                stage("train", f"precise BN: statistics re-estimated on {used} × {pb.batch_size} whole "
+                               f"{pb.images} images")
+            else:
+                warn("train", f"precise BN: fewer than {pb.batch_size} {pb.images} images; statistics unchanged")
+
     def _batches(self):
         src = self.src_stream.batches(self.start_it)
         tgt = self.tgt_stream.batches(self.start_it) if self.tgt_stream else None
@@ -311,6 +337,8 @@ class _Trainer:
                     row["time/iter_s"] = dt
                     self.writer.add(done, row)
                     acc, n_acc, t0 = {}, 0, time.perf_counter()
+                if done == max_it and cfg.precise_bn.enabled:
+                    self._precise_bn()
                 if self.val and ((cfg.eval_interval and done % cfg.eval_interval == 0) or done == max_it):
                     self._evaluate(done)
                 if done % cfg.ckpt_interval == 0 or done == max_it:
