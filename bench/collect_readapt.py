@@ -99,7 +99,7 @@ def main() -> int:
     ap.add_argument("--day-iters", type=int, default=300)
     ap.add_argument("--readapt-iters", type=int, default=120)
     ap.add_argument("--day-ckpt", type=Path, help="reuse a day-trained checkpoint (skips step 1)")
-    ap.add_argument("--methods", default="mean_teacher,pseudo_ft")
+    ap.add_argument("--methods", default="mean_teacher,pseudo_ft,adabn")
     ap.add_argument("--collect-config", type=Path, default=None, help="YAML; default: the one below")
     ap.add_argument("--timing-passes", type=int, default=2)
     ap.add_argument("--json", type=Path)
@@ -201,9 +201,17 @@ def main() -> int:
         elif m == "pseudo_ft":
             c = train_cfg(args, str(args.out / m), **common, method="source_only",
                           source={"type": "collected", "root": str(col_dir), "resize": list(args.size)})
+        elif m == "adabn":  # no training: the day model's BN statistics from the collected frames
+            from pipa_edge.train.adabn import adabn_checkpoint
+
+            n = collection_stats(col_dir)["samples"]
+            c = None
+            ck = args.out / m / "final.pt"
+            adabn_checkpoint(day_ckpt, [{"type": "collected", "root": str(col_dir), "resize": list(args.size)}], ck,
+                             num_images=n, batch_size=min(8, n), device="cpu", show_progress=False)
         else:
             raise SystemExit(f"unknown method {m}")
-        model = load_segmenter(train(c).checkpoint)
+        model = load_segmenter(train(c).checkpoint if c is not None else ck)
         res["after"][m] = {**dusk_miou(model, args), "train_s": round(time.time() - t0, 1)}
         print(f"{m}: dusk mIoU {100 * res['after'][m]['miou']:.2f}  [{time.time() - t_start:.0f} s]", flush=True)
     res["total_s"] = round(time.time() - t_start, 1)

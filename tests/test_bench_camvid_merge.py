@@ -133,3 +133,23 @@ def test_rows_pin_precise_bn_off_and_a_variant_can_set_it(bench, tmp_path):
     enabled = {n: load_train_config(bench.REPO / j["recipe"], bench.job_overrides(j)).precise_bn.enabled
                for n, j in jobs.items()}
     assert enabled == {"source_only": False, "mean_teacher": False, "pipa": False, "mt_pbn": True}
+
+
+def test_source_models_are_those_of_the_seeds_asked_for_and_of_the_rows(bench, tmp_path):
+    # A seed-2-only session trains source_only_s2, not also source_only_s0 (no row of it runs seed 0).
+    from argparse import Namespace
+
+    def srcs(**kw):
+        a = Namespace(data=str(tmp_path), device="cpu", workers=0, threads=1, out=str(tmp_path / "o"), set=[],
+                      adapt_iters=5, src_iters=5, oracle=False, distill_set=[], set_oracle=[],
+                      **{"seeds": [0], "rows": [], "multi_seed": [], "variant": [], "distill": None, **kw})
+        jobs = bench.build_jobs(a)
+        names = [f"{j['name']}_s{j['seed']}" for j in jobs]
+        assert all(d in names for j in jobs for d in bench._deps(j))  # every dependency is built
+        return [n for n in names if n.startswith("source_only_s")], names
+
+    assert srcs(seeds=[2], variant=["mt_cbst*:mean_teacher:"])[0] == ["source_only_s2"]
+    assert srcs(seeds=[2], multi_seed=["pipa"], distill="segformer-b1")[0] == ["source_only_s2"]
+    # a row outside --multi-seed runs seed 0 only, so seed 0's source model comes too, and first
+    got, names = srcs(seeds=[1, 2], rows=["mean_teacher"])
+    assert got == ["source_only_s0", "source_only_s1", "source_only_s2"] and names[:3] == got

@@ -111,3 +111,21 @@ def test_readapt_recipe_matches_the_trainer_schema():
                                     "source.split=day_train",
                                     "target={type: collected, root: /somewhere/collect, labels: false}"])
     assert mt.target.type == "collected" and mt.target.labels is False and mt.method == "mean_teacher"
+
+
+def test_adabn_takes_statistics_from_a_collection(collection, tmp_path):
+    """The flywheel's training-free step: BN statistics of a deployed model from the collected frames."""
+    import torch
+
+    from pipa_edge.models.io import load_segmenter, save_segmenter
+    from pipa_edge.models.zoo import build_segmenter
+
+    torch.manual_seed(0)
+    ck = save_segmenter(tmp_path / "deployed.pt", build_segmenter("lraspp-mbv3", CAMVID11))
+    out = tmp_path / "deployed_adabn.pt"
+    assert main(["adabn", str(ck), "--data", f"collected:{collection}", "--imgsz", "32", "32",
+                 "--batch-size", "3", "--device", "cpu", "--out", str(out)]) == 0
+    old, new = load_segmenter(ck).state_dict(), load_segmenter(out).state_dict()
+    diff = [k for k in old if not torch.equal(old[k], new[k])]
+    assert diff and all(k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in diff)
+    assert int(new[[k for k in diff if k.endswith("num_batches_tracked")][0]]) == 2  # 6 frames, 2 batches

@@ -15,7 +15,7 @@ import sys
 from pipa_edge import __version__
 
 # command name -> module under pipa_edge.cli (order = order in --help)
-COMMANDS = ("demo", "data", "train", "eval", "export", "run", "bench", "collect")
+COMMANDS = ("demo", "data", "train", "eval", "adabn", "export", "run", "bench", "collect")
 
 
 def build_parser() -> argparse.ArgumentParser:
