@@ -99,3 +99,24 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, ckpt, capsys)
     assert read_checkpoint(ckpt)["kind"] == "final"  # the input is intact
     with pytest.raises((ConfigError, DataError)):
         adabn_checkpoint(ckpt, [], tmp_path / "y.pt")
+
+
+def test_bare_video_path_and_real_camvid_dusk(tmp_path, ckpt, dashcam_video, camvid_root):
+    # a real dash-cam clip given as a bare path (as `eval --video` takes it), a few frames at a small size
+    rep = adabn_checkpoint(ckpt, [str(dashcam_video)], tmp_path / "v.pt", imgsz=(64, 96), num_images=4,
+                           batch_size=2, device="cpu", show_progress=False)
+    assert rep["data"][0].startswith("video_") and rep["images"] == 4 and rep["image_size"] == [64, 96]
+    # real CamVid dusk frames for a CamVid-class model: statistics move toward the darker frames
+    torch.manual_seed(0)
+    from pipa_edge.data.classes import CAMVID11
+
+    ck = save_segmenter(tmp_path / "camvid.pt", build_segmenter("lraspp-mbv3", CAMVID11))
+    day = adabn_checkpoint(ck, [f"camvid:{camvid_root}:day_train"], tmp_path / "day.pt", imgsz=(60, 80),
+                           num_images=8, batch_size=4, device="cpu", show_progress=False)
+    dusk = adabn_checkpoint(ck, [f"camvid:{camvid_root}:dusk_train"], tmp_path / "dusk.pt", imgsz=(60, 80),
+                            num_images=8, batch_size=4, device="cpu", show_progress=False)
+    assert day["batches"] == dusk["batches"] == 2
+    first = lambda p: next(b for b in bn_layers(load_segmenter(p)))  # noqa: E731 - the stem's BN
+    # the first BN sees the (normalised) pixels through one conv: dusk (mean brightness ~60) and day (~122)
+    # give clearly different statistics
+    assert not torch.allclose(first(day["out"]).running_mean, first(dusk["out"]).running_mean, atol=1e-2)

@@ -17,8 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "do not change; the result is a new checkpoint for `pipa-edge export`.")
     p.add_argument("checkpoint", help="a pipa-edge checkpoint (final.pt / last.pt)")
     p.add_argument("--data", action="append", required=True, metavar="SPEC",
-                   help="unlabelled images: TYPE:ROOT[:SPLIT] (folder, collected, video, camvid, ...) or a "
-                        "dataset YAML (repeatable)")
+                   help="unlabelled images: TYPE:ROOT[:SPLIT] (folder:DIR, collected:DIR, video:clip.mp4 or just "
+                        "clip.mp4, camvid:ROOT:SPLIT, ...) or a dataset YAML (repeatable)")
     p.add_argument("--imgsz", nargs=2, type=int, metavar=("H", "W"),
                    help="resize to the size the model will run at (needed when the images differ in size)")
     p.add_argument("--num-images", type=int, default=200, help="images to average over (default 200, "

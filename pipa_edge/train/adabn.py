@@ -39,10 +39,11 @@ def default_out_path(ckpt: str | Path) -> Path:
 def _image_sets(data: Sequence, imgsz, classes: str):
     from pipa_edge.data.build import build_eval_dataset
     from pipa_edge.train.eval_api import data_name, parse_data_spec
+    from pipa_edge.train.video_eval import _spec as video_spec
 
     sets = []
     for spec in data:
-        cfg = parse_data_spec(spec, imgsz)
+        cfg = parse_data_spec(video_spec(spec), imgsz)  # a bare clip.mp4 = video:clip.mp4, as in `eval --video`
         update = {"labels": False, "pair_offset": None, "flow": "none"}  # single whole images, no labels
         if cfg.classes is None:
             update["classes"] = classes
