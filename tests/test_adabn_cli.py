@@ -59,7 +59,7 @@ def test_statistics_are_those_of_the_images_and_weights_are_unchanged(tmp_path, 
     assert all(torch.allclose(sd_new[k].float(), sd_ref[k].float(), atol=1e-5) for k in bn_keys)  # ... as computed
     obj = read_checkpoint(out)
     assert obj["bn_stats"]["images"] == 6 and obj["bn_stats"]["checkpoint"] == str(ckpt)
-    assert obj["kind"] == "final" and "metrics" not in obj and obj["metrics_before_adabn"] == {"miou": 0.5}
+    assert obj["kind"] == "adabn" and "metrics" not in obj and obj["metrics_before_adabn"] == {"miou": 0.5}
 
 
 def test_cli_scores_before_and_after_and_prints_next_command(tmp_path, ckpt, capsys):
@@ -120,3 +120,17 @@ def test_bare_video_path_and_real_camvid_dusk(tmp_path, ckpt, dashcam_video, cam
     # the first BN sees the (normalised) pixels through one conv: dusk (mean brightness ~60) and day (~122)
     # give clearly different statistics
     assert not torch.allclose(first(day["out"]).running_mean, first(dusk["out"]).running_mean, atol=1e-2)
+
+
+def test_from_a_training_state_writes_a_plain_segmenter_checkpoint(tmp_path, ckpt):
+    # a last.pt-like file: the segmenter plus a method/optimizer state that holds the old statistics
+    obj = read_checkpoint(ckpt)
+    state = {**obj, "kind": "train", "method": {"student.x": torch.zeros(3)}, "optimizer": {"state": {}},
+             "iteration": 600}
+    torch.save(state, tmp_path / "last.pt")
+    root = _dark_folder(tmp_path / "imgs", 4, (32, 32))
+    rep = adabn_checkpoint(tmp_path / "last.pt", [f"folder:{root}"], None, batch_size=2, device="cpu",
+                           show_progress=False)
+    new = read_checkpoint(rep["out"])
+    assert rep["out"].endswith("last_adabn.pt") and new["kind"] == "adabn" and new["iteration"] == 600
+    assert "optimizer" not in new and "method" not in new  # nothing that would restore the old statistics

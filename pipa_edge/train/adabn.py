@@ -3,8 +3,10 @@
 ``pipa-edge adabn CKPT --data SPEC [--data SPEC ...] --imgsz H W`` (:func:`adabn_checkpoint`) loads
 the plain segmenter, replaces every BN layer's running mean / variance by the average batch
 statistics of its final weights on up to ``num_images`` whole images (:func:`~pipa_edge.train.
-precise_bn.recompute_bn_stats`), and writes a new checkpoint: the same weights, new statistics, the
-same metadata, plus a ``bn_stats`` record of where the statistics came from. Use it
+precise_bn.recompute_bn_stats`), and writes a plain segmenter checkpoint (``kind: adabn``; from a
+``final.pt`` or a training state ``last.pt`` alike): the same weights, new statistics, the input's
+config / iteration / method name, its metrics as ``metrics_before_adabn``, and a ``bn_stats`` record
+of where the statistics came from. Use it
 
 - on frames of the deployment domain (a folder, a video file, an on-device collection written by
   ``pipa-edge run --collect``) to adapt a deployed model's normalisation without labels or training
@@ -118,7 +120,12 @@ def adabn_checkpoint(ckpt: str | Path, data: Sequence, out: str | Path | None = 
                   image_size=list(next(iter(shapes))[1:]) if shapes else None)
     record = {k: report[k] for k in ("checkpoint", "data", "images", "batch_size", "image_size")}
     record["seed"] = seed
-    new = {k: v for k, v in obj.items() if k not in ("segmenter", "metrics")}
+    # a plain segmenter checkpoint (from a final.pt or a full training state alike): its descriptive
+    # fields, not an optimiser / method state that would bring the old statistics back on resume
+    new = {k: obj[k] for k in ("format", "iteration", "config") if k in obj}
+    new["kind"] = "adabn"
+    if isinstance(obj.get("method"), str):
+        new["method"] = obj["method"]
     if "metrics" in obj:
         new["metrics_before_adabn"] = obj["metrics"]  # scored with the old statistics
     new.update(segmenter=segmenter_entry(model.cpu()), bn_stats=record)
