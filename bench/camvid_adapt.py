@@ -57,7 +57,9 @@ LABELS = {"source_only": "source-only", "mean_teacher": "mean teacher", "pixel":
           "mt_cbst": "mean teacher, class-balanced pseudo-labels (hard mask, per-class median)",
           "pipa_cbst_w0": "PiPa++, class-balanced, contrastive weights 0 (control: terms computed, no gradient)",
           "pipa_cbst_nopatch": "PiPa++, class-balanced, without the patch term (pixel + task-smart)",
-          "pipa_cbst_bnfix": "PiPa++, class-balanced, patch views leave BN running stats alone"}
+          "pipa_cbst_bnfix": "PiPa++, class-balanced, patch views leave BN running stats alone",
+          "pipa_cbst_bnfix_w05": "PiPa++ recipe, contrastive weights 0.5 (instead of 0.1)",
+          "pipa_cbst_bnfix_rand": "PiPa++ recipe, random sampler (instead of task-smart)"}
 
 
 def _ds(root, split):

@@ -11,8 +11,11 @@ decoder features ``f`` (L2-normalised; what the exported model keeps):
 - ``centroid_acc``: class-balanced accuracy of nearest-class-centroid on held-out cells (centroids
   from the even cells, scored on the odd ones),
 
-and the pixel-contrast loss with the run's sampler and with a random sampler against its chance
-level ``log(1 + k)`` (every similarity equal; ``k`` = negatives per anchor). State: the config's
+the pixel-contrast loss with the run's sampler, a random sampler and (task-smart runs) only its hard
+anchors / only its hard negatives, against its chance level ``log(1 + k)`` (every similarity equal;
+``k`` = negatives per anchor); and where the run's sampler looks (:func:`geometry`: share of anchors
+on class boundaries, cosines of positives / hard / random negatives, share within 2 cells of the
+anchor). State: the config's
 ``init_from`` with freshly initialised heads (start) or ``--state RUN/last.pt`` (end).
 
     python bench/contrast_probe.py runs/camvid_cpu/pipa_cbst_bnfix_s0/config.yaml \
@@ -59,6 +62,48 @@ def _mixed(sampler, anchors: bool):
                             0.0 if anchors else sampler.hard_negative_ratio, sampler.generator)
 
 
+def geometry(pix, f, y, score) -> dict:
+    """Where the run's sampler looks: boundary anchors, near / similar negatives (cosines in z)."""
+    import torch
+    import torch.nn.functional as F
+
+    from pipa_edge.adapt.sampling import RandomSampler, TaskSmartSampler, _topk_mask
+
+    b, c, h, w = f.shape
+    yg = y.reshape(b, h, w)
+    pad = F.pad(yg.float().unsqueeze(1), (1, 1, 1, 1), mode="replicate")
+    nb = F.unfold(pad, 3).view(b, 9, h, w)  # the 3×3 neighbourhood of every cell
+    ok = (nb != pix.ignore_index) & (yg.unsqueeze(1) != pix.ignore_index)
+    boundary = ((nb != yg.unsqueeze(1).float()) & ok).any(1).reshape(-1)
+    yy, ff = y.reshape(-1), f.permute(0, 2, 3, 1).reshape(-1, c)
+    a_idx, c_idx = pix._select(yy, None if score is None else score.reshape(-1))
+    rand_a = RandomSampler(pix.sampler.generator).anchors(yy, None, pix.anchors_per_class, pix.ignore_index,
+                                                          pix.num_classes)
+    zc = pix.head(ff[c_idx].view(-1, c, 1, 1)).view(c_idx.numel(), -1)
+    za = zc[torch.searchsorted(c_idx, a_idx)]
+    sim = za @ zc.t()
+    ya, yc = yy[a_idx], yy[c_idx]
+    pos = (ya.view(-1, 1) == yc.view(1, -1)) & (a_idx.view(-1, 1) != c_idx.view(1, -1))
+    other = ya.view(-1, 1) != yc.view(1, -1)
+    k = pix.negatives_per_anchor
+    ratio = pix.sampler.hard_negative_ratio if isinstance(pix.sampler, TaskSmartSampler) else 0.0
+    hard = _topk_mask(sim, other, int(round(ratio * min(k, sim.shape[1]))))
+    rnd = RandomSampler(pix.sampler.generator).negatives(sim, other & ~hard, k)
+
+    def near(mask):  # same image, within 2 cells (stride 4: 8 input pixels) of the anchor
+        ia, ic = a_idx.view(-1, 1).expand_as(mask)[mask], c_idx.view(1, -1).expand_as(mask)[mask]
+        same = ia // (h * w) == ic // (h * w)
+        ra, ca, rc, cc = (ia % (h * w)) // w, ia % w, (ic % (h * w)) // w, ic % w
+        return float((same & ((ra - rc).abs() <= 2) & ((ca - cc).abs() <= 2)).float().mean()) if mask.any() else None
+
+    mean = (lambda m: float(sim[m].mean()) if m.any() else None)  # noqa: E731 - None: no such pair (JSON null)
+    return {"anchor_boundary_run": float(boundary[a_idx].float().mean()),
+            "anchor_boundary_random": float(boundary[rand_a].float().mean()),
+            "cells_boundary": float(boundary[yy != pix.ignore_index].float().mean()),
+            "cos_pos": mean(pos), "cos_hard_neg": mean(hard), "cos_random_neg": mean(rnd),
+            "near_pos": near(pos), "near_hard_neg": near(hard), "near_random_neg": near(rnd)}
+
+
 def probe(method, batches, it: int, max_cells: int) -> list[dict]:
     import torch
 
@@ -101,11 +146,17 @@ def probe(method, batches, it: int, max_cells: int) -> list[dict]:
                     torch.manual_seed(1)
                     row[f"loss_{key}"] = float(orig(f, y, score))
                 pix.sampler = run_sampler
+                torch.manual_seed(1)
+                row.update(geometry(pix, f, y, s))
                 row["chance"] = math.log(1 + min(k, int(pix.last_stats.get("candidates", k))))
             rows.append(row)
     finally:
         pix.forward = orig
     return rows
+
+
+def _f(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def main() -> int:
@@ -142,7 +193,8 @@ def main() -> int:
     except PipaError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    summary = {k: statistics.fmean(r[k] for r in rows) for k in rows[0]}
+    summary = {k: statistics.fmean(v) if (v := [r[k] for r in rows if r.get(k) is not None]) else None
+               for k in rows[0]}
     name = a.name or (Path(a.state).parent.name + "_end" if a.state else Path(a.config).parent.name + "_start")
     print(f"{name}: {a.batches} batches, {summary['cells']:.0f} labelled cells each")
     print(f"{'':14}{'within':>8}{'between':>9}{'centroid acc':>14}")
@@ -150,6 +202,12 @@ def main() -> int:
         print(f"{label:14}{summary[p + '_within']:8.3f}{summary[p + '_between']:9.3f}{summary[p + '_centroid_acc']:14.3f}")
     losses = ", ".join(f"{k[5:].replace('_', ' ')} {v:.3f}" for k, v in summary.items() if k.startswith("loss_"))
     print(f"pixel-contrast loss: {losses}; chance {summary['chance']:.3f}")
+    print(f"anchors on class boundaries: run's sampler {summary['anchor_boundary_run']:.2f}, random "
+          f"{summary['anchor_boundary_random']:.2f} (of all labelled cells {summary['cells_boundary']:.2f}); "
+          f"cos(z) positives {_f(summary['cos_pos'])}, hard negatives {_f(summary['cos_hard_neg'])}, random "
+          f"negatives {_f(summary['cos_random_neg'])}; within 2 cells of the anchor: positives "
+          f"{_f(summary['near_pos'])}, hard negatives {_f(summary['near_hard_neg'])}, random "
+          f"{_f(summary['near_random_neg'])}")
     if a.json:
         p = Path(a.json)
         data = json.loads(p.read_text()) if p.is_file() else {"rows": {}, "commands": []}
