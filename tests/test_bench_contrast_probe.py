@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,19 +12,16 @@ from pipa_edge.adapt import build_adapter
 from pipa_edge.bench.latency import build_arch
 from pipa_edge.bench.train_step import synthetic_batch
 
-REPO = Path(__file__).resolve().parents[1]
+from _bench_util import load_bench
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("contrast_probe", REPO / "bench" / "contrast_probe.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("contrast_probe")
 
 
 def test_separability_by_hand():
     mod = _bench()
-    # class 0 on +x (two cells each side of the diagonal), class 1 on +y: cos within 1 / 0.6, between 0 / 0.8
+    # class 0 = (2, 1)/√5 twice, class 1 = (1, 2)/√5 twice: cosine within a class 1, between classes 0.8
     a, b = F.normalize(torch.tensor([2.0, 1.0]), dim=0), F.normalize(torch.tensor([1.0, 2.0]), dim=0)
     x = torch.stack([a, a, b, b])
     y = torch.tensor([0, 0, 1, 1])

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,14 +11,11 @@ from pipa_edge.adapt import build_adapter
 from pipa_edge.bench.latency import build_arch
 from pipa_edge.bench.train_step import synthetic_batch
 
-REPO = Path(__file__).resolve().parents[1]
+from _bench_util import load_bench
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("grad_conflict", REPO / "bench" / "grad_conflict.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("grad_conflict")
 
 
 def _method(w_pixel: float, w_patch: float):
