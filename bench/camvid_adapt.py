@@ -144,7 +144,6 @@ def build_jobs(a) -> list[dict]:
             j["init_from"] = str(out / (dep if isinstance(dep, str) else dep[0]) / "final.pt")
         jobs.append(j)
 
-    src_at = len(jobs)  # the B0 source models go first: those of --seeds and of any seed a row needs
     for r in a.rows:
         if r == "source_only":
             continue
@@ -170,10 +169,11 @@ def build_jobs(a) -> list[dict]:
             add(f"pipa_distill_{tag}", "pipa", PIPA, kd + [
                 "adapt.distill.enabled=true", f"adapt.distill.teacher_checkpoint={teacher}"], s, a.adapt_iters,
                 [f"source_only_s{s}", f"pipa_{tag}_s{s}"])
+    # the B0 source models go first: those of --seeds and of any seed a row needs
     needed = {int(d.rsplit("_s", 1)[1]) for j in jobs for d in _deps(j) if d.startswith("source_only_s")}
-    jobs[src_at:src_at] = [{**base, "name": "source_only", "method": "source_only", "recipe": SRC, "overrides": [],
-                            "seed": s, "iters": a.src_iters, "out": str(out / f"source_only_s{s}"), "dep": None}
-                           for s in sorted(set(a.seeds) | needed)]
+    jobs[:0] = [{**base, "name": "source_only", "method": "source_only", "recipe": SRC, "overrides": [],
+                 "seed": s, "iters": a.src_iters, "out": str(out / f"source_only_s{s}"), "dep": None}
+                for s in sorted(set(a.seeds) | needed)]
     if a.oracle:
         root = out / "oracle_data"
         make_oracle_data(Path(a.data), root)
