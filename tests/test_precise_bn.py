@@ -103,3 +103,11 @@ def test_target_images_without_target_dataset_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="precise_bn.images"):
         load_train_config(None, ["model.classes=synth11", f"source={{type: folder, root: {src}, classes: synth11}}",
                                  "precise_bn.enabled=true"])
+
+
+def test_images_of_different_sizes_raise_a_named_error():
+    from pipa_edge.train.precise_bn import ImageSizeMismatch
+
+    items = [{"image": torch.zeros(3, 8, 8, dtype=torch.uint8)}, {"image": torch.zeros(3, 8, 10, dtype=torch.uint8)}]
+    with pytest.raises(ImageSizeMismatch, match=r"\(3, 8, 10\)"):
+        list(precise_bn_images(items, num_images=2, batch_size=2, device="cpu"))

@@ -24,8 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-import torch
+from torch.utils.data import ConcatDataset
 
 from pipa_edge.errors import ConfigError, DataError, ModelFileError
 
@@ -57,20 +56,6 @@ def _image_sets(data: Sequence, imgsz, classes: str):
     return sets
 
 
-def _batches(sets, num_images: int, batch_size: int, seed: int, device, shapes: set):
-    """Seeded random subset over the union of the datasets, in full batches (uint8 NCHW)."""
-    index = [(k, i) for k, (_, _, ds) in enumerate(sets) for i in range(len(ds))]
-    g = torch.Generator().manual_seed(seed)
-    pick = [index[j] for j in torch.randperm(len(index), generator=g)[:min(num_images, len(index))].tolist()]
-    for b in range(0, len(pick) - batch_size + 1, batch_size):
-        imgs = [torch.as_tensor(np.ascontiguousarray(sets[k][2][i]["image"])) for k, i in pick[b:b + batch_size]]
-        shapes.update(tuple(t.shape) for t in imgs)
-        if len(shapes) > 1:
-            raise ConfigError(f"--data: images differ in size {sorted(shapes)}; pass --imgsz H W (the size "
-                              "the model will run at) so that whole images can be batched")
-        yield torch.stack(imgs).to(device)
-
-
 def adabn_checkpoint(ckpt: str | Path, data: Sequence, out: str | Path | None = None, *,
                      imgsz: Sequence[int] | None = None, num_images: int = 200, batch_size: int = 8,
                      seed: int = 0, device: str = "auto", evaluate_on: Sequence = (),
@@ -83,7 +68,7 @@ def adabn_checkpoint(ckpt: str | Path, data: Sequence, out: str | Path | None = 
     """
     from pipa_edge.models.io import atomic_torch_save, read_checkpoint, segmenter_entry, segmenter_from_entry
     from pipa_edge.train.dist import pick_device
-    from pipa_edge.train.precise_bn import bn_layers, recompute_bn_stats
+    from pipa_edge.train.precise_bn import ImageSizeMismatch, bn_layers, precise_bn_images, recompute_bn_stats
 
     if num_images < 2:
         raise ConfigError(f"--num-images {num_images}: need at least 2 images")
@@ -110,14 +95,19 @@ def adabn_checkpoint(ckpt: str | Path, data: Sequence, out: str | Path | None = 
     evals = _eval_sets(evaluate_on, imgsz, model.classes.name)
     report = {"checkpoint": str(src), "out": str(dst), "data": [n for n, _, _ in sets], "evaluations": {}}
     before = {name: _score(model, ds, dev, show_progress, f"before {name}") for name, ds in evals}
-    shapes: set = set()
-    used = recompute_bn_stats(model, _progress(_batches(sets, num_images, batch_size, seed, dev, shapes),
-                                               min(num_images, total) // batch_size, show_progress))
+    union = ConcatDataset([ds for _, _, ds in sets])  # one seeded subset over all the sources
+    size: list = []
+    try:
+        used = recompute_bn_stats(model, _progress(precise_bn_images(union, num_images, batch_size, dev, seed),
+                                                   min(num_images, total) // batch_size, show_progress, size))
+    except ImageSizeMismatch as e:
+        raise ConfigError(f"--data: {e}; pass --imgsz H W (the size the model will run at) so that whole "
+                          "images can be batched") from None
     after = {name: _score(model, ds, dev, show_progress, f"after {name}") for name, ds in evals}
     for name in before:
         report["evaluations"][name] = {"miou_before": before[name], "miou_after": after[name]}
     report.update(images=used * batch_size, batches=used, batch_size=batch_size,
-                  image_size=list(next(iter(shapes))[1:]) if shapes else None)
+                  image_size=size or None)
     record = {k: report[k] for k in ("checkpoint", "data", "images", "batch_size", "image_size")}
     record["seed"] = seed
     # a plain segmenter checkpoint (from a final.pt or a full training state alike): its descriptive
@@ -153,10 +143,12 @@ def _score(model, ds, dev, show_progress: bool, desc: str) -> float | None:
     return evaluate(model, ds, None, dev, desc=desc, show_progress=show_progress)["miou"]
 
 
-def _progress(batches, total: int, show: bool):
+def _progress(batches, total: int, show: bool, size: list):
+    """The batches with a progress bar; ``size`` gets the images' ``[H, W]``."""
     from pipa_edge.log import progress
 
     with progress("adabn: BN statistics", total, disable=not show) as bar:
         for x in batches:
+            size[:] = list(x.shape[-2:])
             yield x
             bar.advance(1)

@@ -22,7 +22,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-__all__ = ["bn_layers", "recompute_bn_stats", "precise_bn_images"]
+__all__ = ["bn_layers", "recompute_bn_stats", "precise_bn_images", "ImageSizeMismatch"]
 
 
 def bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -71,14 +71,27 @@ def recompute_bn_stats(model, batches: Iterable[torch.Tensor], normalize: bool =
     return used
 
 
+class ImageSizeMismatch(ValueError):
+    """Whole images of different sizes cannot be batched (callers name the key / flag to set)."""
+
+    def __init__(self, shapes):
+        self.shapes = sorted(shapes)
+        super().__init__(f"images differ in size {self.shapes}")
+
+
 def precise_bn_images(dataset, num_images: int, batch_size: int, device, seed: int = 0):
     """Batches (uint8 NCHW on ``device``) of up to ``num_images`` items of an eval-transformed dataset.
 
-    A seeded random subset when the dataset is larger, in full batches only.
+    A seeded random subset when the dataset is larger, in full batches only. Raises
+    :class:`ImageSizeMismatch` when the images do not all have one size.
     """
     n = len(dataset)
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(n, generator=g)[:min(num_images, n)].tolist()
+    shapes: set = set()
     for i in range(0, len(idx) - batch_size + 1, batch_size):
         imgs = [torch.as_tensor(dataset[j]["image"]) for j in idx[i:i + batch_size]]
+        shapes.update(tuple(t.shape) for t in imgs)
+        if len(shapes) > 1:
+            raise ImageSizeMismatch(shapes)
         yield torch.stack(imgs).to(device)

@@ -256,7 +256,7 @@ class _Trainer:
         """``cfg.precise_bn``: BN statistics of the final weights on whole eval-size images (same on every rank;
         a seed-0 image subset whatever the run's seed, so that runs are re-estimated on the same images)."""
         from pipa_edge.data.build import build_eval_dataset
-        from pipa_edge.train.precise_bn import precise_bn_images, recompute_bn_stats
+        from pipa_edge.train.precise_bn import ImageSizeMismatch, precise_bn_images, recompute_bn_stats
 
         pb, cfg = self.cfg.precise_bn, self.cfg
         dcfg = cfg.target if pb.images == "target" else cfg.source
@@ -266,9 +266,7 @@ class _Trainer:
         try:
             used = recompute_bn_stats(self.method.segmenter,
                                       precise_bn_images(ds, pb.num_images, pb.batch_size, self.device))
-        except RuntimeError as e:
-            if "stack expects each tensor to be equal size" not in str(e):
-                raise
+        except ImageSizeMismatch:
             raise ConfigError(f"key 'precise_bn': {pb.images} images {dcfg.root} differ in size; set "
                               f"'{pb.images}.resize' so whole images can be batched") from None
         if self.info.is_main:
