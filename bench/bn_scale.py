@@ -36,6 +36,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pipa_edge.bench.cli_args import named_checkpoint  # noqa: E402
+
 MODES = ("trained", "tgt_whole", "tgt_crop", "tgt_half", "src_whole")
 
 
@@ -119,7 +121,7 @@ def recalibrate(model, images, batch: int, num_images: int):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bench", choices=tuple(DEFAULTS), default="video")
-    ap.add_argument("--ckpt", action="append", required=True, metavar="NAME=PATH")
+    ap.add_argument("--ckpt", action="append", required=True, metavar="NAME=PATH", type=named_checkpoint)
     ap.add_argument("--data", default=None, help="video: synth dataset with sim + real_seq (training data); "
                     "camvid: the CamVid root with day_train / dusk_train")
     ap.add_argument("--eval", default=None, help="video: synth dataset whose real_seq is scored")
@@ -141,13 +143,7 @@ def main() -> int:
     if not Path(args.data).is_dir():
         print(f"error: --data '{args.data}': not a directory", file=sys.stderr)
         return 2
-    ckpts = {}
-    for spec in args.ckpt:
-        name, _, path = spec.partition("=")
-        if not name or not path or not Path(path).is_file():
-            print(f"error: --ckpt '{spec}': want NAME=PATH to an existing checkpoint", file=sys.stderr)
-            return 2
-        ckpts[name] = Path(path)
+    ckpts = dict(args.ckpt)
     if args.bench == "video":
         tgt, src, score, scored = video_setup(Path(args.data), Path(args.eval))
     else:

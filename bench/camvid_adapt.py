@@ -59,7 +59,9 @@ LABELS = {"source_only": "source-only", "mean_teacher": "mean teacher", "pixel":
           "pipa_cbst_nopatch": "PiPa++, class-balanced, without the patch term (pixel + task-smart)",
           "pipa_cbst_bnfix": "PiPa++, class-balanced, patch views leave BN running stats alone",
           "pipa_cbst_bnfix_w05": "PiPa++ recipe, contrastive weights 0.5 (instead of 0.1)",
-          "pipa_cbst_bnfix_rand": "PiPa++ recipe, random sampler (instead of task-smart)"}
+          "pipa_cbst_bnfix_rand": "PiPa++ recipe, random sampler (instead of task-smart)",
+          "pipa_cbst_bnfix_pur08": "PiPa++ recipe, pixel-contrast cells >= 80 % one class (no boundary anchors)",
+          "pipa_cbst_bnfix_t02": "PiPa++ recipe, contrast temperature 0.2 (instead of 0.1)"}
 
 
 def _ds(root, split):

@@ -72,7 +72,7 @@ class Adapter(TrainMethod):
         if pc.enabled:
             self.pixel = PixelContrast(segmenter.feature_dim, self.num_classes, self.ignore_index, pc.proj_dim,
                                        pc.temperature, pc.anchors_per_class, pc.negatives_per_anchor, pc.min_valid,
-                                       sampler)
+                                       sampler, pc.min_purity)
         if qc.enabled:
             self.patch = PatchContrast(segmenter.feature_dim, self.ignore_index, qc.proj_dim, qc.temperature,
                                        qc.anchors, qc.negatives_per_anchor, qc.neg_min_dist, qc.memory_size,
@@ -170,7 +170,7 @@ class Adapter(TrainMethod):
             n = 2 * B if cfg.pixel_contrast.use_target else B
             lab = torch.cat([src_lab, mix_conf_lab])[:n]
             lab_low = downsample_labels(lab, tuple(low.shape[-2:]), self.num_classes, self.ignore_index,
-                                        cfg.pixel_contrast.min_valid)
+                                        cfg.pixel_contrast.min_valid, cfg.pixel_contrast.min_purity)
             score = self._hardness(low[:n], lab_low)
             if cfg.sampler.score == "confidence":
                 conf_low = sample_map(torch.cat([torch.ones_like(pl.conf), mix(mask, ones, pl.conf)

@@ -57,6 +57,7 @@ class PixelContrastConfig(StrictModel):
     anchors_per_class: int = Field(64, ge=1)  # cap per class and step
     negatives_per_anchor: int = Field(256, ge=1)
     min_valid: float = Field(0.5, gt=0.0, le=1.0)  # labelled fraction a feature cell needs (majority vote)
+    min_purity: float = Field(0.0, ge=0.0, le=1.0)  # winning class's share of the labelled pixels (0 = off)
     use_target: bool = True  # add confident target pseudo-labels (mixed images) to the source GT
     warmup_iters: int = Field(0, ge=0)  # objective off before this iteration, then ramped in linearly
     ramp_iters: int = Field(0, ge=0)
