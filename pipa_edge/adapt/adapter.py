@@ -170,7 +170,7 @@ class Adapter(TrainMethod):
             n = 2 * B if cfg.pixel_contrast.use_target else B
             lab = torch.cat([src_lab, mix_conf_lab])[:n]
             lab_low = downsample_labels(lab, tuple(low.shape[-2:]), self.num_classes, self.ignore_index,
-                                        cfg.pixel_contrast.min_valid, cfg.pixel_contrast.min_purity)
+                                        self.pixel.min_valid, self.pixel.min_purity)
             score = self._hardness(low[:n], lab_low)
             if cfg.sampler.score == "confidence":
                 conf_low = sample_map(torch.cat([torch.ones_like(pl.conf), mix(mask, ones, pl.conf)
