@@ -79,7 +79,7 @@ def geometry(pix, f, y, score) -> dict:
     a_idx, c_idx = pix._select(yy, None if score is None else score.reshape(-1))
     rand_a = RandomSampler(pix.sampler.generator).anchors(yy, None, pix.anchors_per_class, pix.ignore_index,
                                                           pix.num_classes)
-    zc = pix.head(ff[c_idx].view(-1, c, 1, 1)).view(c_idx.numel(), -1)
+    zc = pix.embed(ff[c_idx])
     za = zc[torch.searchsorted(c_idx, a_idx)]
     sim = za @ zc.t()
     ya, yc = yy[a_idx], yy[c_idx]
@@ -129,7 +129,7 @@ def probe(method, batches, it: int, max_cells: int) -> list[dict]:
                 ff, yy = f.permute(0, 2, 3, 1).reshape(-1, c), y.reshape(-1)
                 keep = (yy != pix.ignore_index).nonzero().squeeze(1)
                 keep = keep[torch.randperm(len(keep), generator=g)[:max_cells]]
-                z = pix.head(ff[keep].view(-1, c, 1, 1)).view(len(keep), -1)
+                z = pix.embed(ff[keep])
                 raw = torch.nn.functional.normalize(ff[keep].float(), dim=1)
                 row = {"cells": len(keep),
                        **{f"z_{k}": v for k, v in separability(z, yy[keep], pix.num_classes).items()},

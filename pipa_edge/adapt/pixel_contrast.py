@@ -67,6 +67,10 @@ class PixelContrast(nn.Module):
         self.last_stats = {"anchors": float(a_idx.numel()), "candidates": float(c_idx.numel())}
         return info_nce(sim, pos, neg)
 
+    def embed(self, cells: torch.Tensor) -> torch.Tensor:
+        """Projected, normalised embeddings ``(M, D)`` of decoder feature cells ``(M, C)``."""
+        return self.head(cells.view(*cells.shape, 1, 1)).view(cells.shape[0], -1)
+
     def loss_from_embeddings(self, z: torch.Tensor, y: torch.Tensor, score: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``z (P, D)`` normalised embeddings, ``y (P,)`` labels at the same cells, ``score (P,)``."""
         a_idx, c_idx = self._select(y, score)
@@ -89,6 +93,6 @@ class PixelContrast(nn.Module):
             self.last_stats = {"anchors": float(a_idx.numel())}
             return features.sum() * 0.0
         ff = features.permute(0, 2, 3, 1).reshape(-1, c)
-        zc = self.head(ff[c_idx].view(-1, c, 1, 1)).view(c_idx.numel(), -1)  # (M, D)
+        zc = self.embed(ff[c_idx])  # (M, D)
         za = zc[torch.searchsorted(c_idx, a_idx)]
         return self._loss(za, zc, a_idx, c_idx, y)
