@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipa_edge.bench.cli_args import named_checkpoint  # noqa: E402
+from pipa_edge.bench.results_json import SettingMismatch, open_results, write_results  # noqa: E402
 
 MODES = ("trained", "tgt_whole", "tgt_crop", "tgt_half", "src_whole")
 
@@ -150,13 +150,11 @@ def main() -> int:
         tgt, src, score, scored = camvid_setup(Path(args.data))
     setting = {"torch": torch.__version__, "bench": args.bench, "data": args.data, "eval": scored, "crop": args.crop,
                "batch": args.batch, "num_images": args.num_images, "target_frames": len(tgt), "source_frames": len(src)}
-    jpath = Path(args.json)
-    res = json.loads(jpath.read_text()) if jpath.is_file() else {}
-    if res and any(res.get(k) != v for k, v in setting.items()):  # merge only runs of the same setting
-        print(f"error: --json '{jpath}' holds results of another setting; pick another file", file=sys.stderr)
+    try:  # merge only runs of the same setting
+        res = open_results(args.json, setting, "python bench/bn_scale.py " + " ".join(sys.argv[1:]))
+    except SettingMismatch as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    res = {**setting, "commands": res.get("commands", []), "results": res.get("results", {})}
-    res["commands"].append("python bench/bn_scale.py " + " ".join(sys.argv[1:]))
     print(f"{'checkpoint':28s}" + "".join(f"{m:>11s}" for m in MODES), flush=True)
     t0 = time.time()
     for name, path in ckpts.items():
@@ -172,9 +170,8 @@ def main() -> int:
             row[mode] = score(m)
         res["results"][name] = {"checkpoint": str(path), "miou": row}
         print(f"{name:28s}" + "".join(f"{100 * row[m]:11.1f}" for m in MODES), flush=True)
-    jpath.parent.mkdir(parents=True, exist_ok=True)
-    jpath.write_text(json.dumps(res, indent=2))
-    print(f"wrote {jpath} ({time.time() - t0:.0f} s; {len(res['results'])} checkpoints in the file)")
+    write_results(args.json, res)
+    print(f"wrote {args.json} ({time.time() - t0:.0f} s; {len(res['results'])} checkpoints in the file)")
     return 0
 
 

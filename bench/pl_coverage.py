@@ -3,6 +3,8 @@
     python bench/pl_coverage.py --ckpt NAME=runs/camvid_cpu/source_only_s0/final.pt \
         --ckpt NAME=runs/camvid_cpu/pipa_cbst_bnfix_s0/final.pt ... [--json docs/pl_coverage_camvid.json]
 
+(``--json``: the rows are added to that file's, a file of another setting is refused.)
+
 Self-training (the mixed-image cross-entropy) and the contrastive terms (pixel contrast's target
 cells) learn from the *confident* pixels of the teacher. This script takes a checkpoint as the
 teacher (eval mode, its saved BN statistics: what the EMA teacher is at the start / end of a run)
@@ -24,7 +26,6 @@ The dataset's labels never reach training; this is a diagnosis of where the rema
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipa_edge.bench.cli_args import existing_dir, named_checkpoint  # noqa: E402
+from pipa_edge.bench.results_json import SettingMismatch, open_results, write_results  # noqa: E402
 
 
 def coverage(model, dataset, threshold: float, quantile: float | None, batch: int = 8) -> dict:
@@ -119,8 +121,14 @@ def main() -> int:
     ckpts = dict(args.ckpt)
     quantile = None if args.class_quantile < 0 else args.class_quantile
     ds = build_eval_dataset({"type": "camvid", "root": str(args.data), "split": args.split, "resize": [180, 240]})
-    res = {"data": f"{args.data} {args.split} (180×240, {len(ds)} frames)", "threshold": args.threshold,
-           "class_quantile": quantile, "command": "python bench/pl_coverage.py " + " ".join(sys.argv[1:]), "results": {}}
+    setting = {"data": f"{Path(args.data).resolve()} {args.split} (180×240, {len(ds)} frames)",
+               "threshold": args.threshold, "class_quantile": quantile}
+    command = "python bench/pl_coverage.py " + " ".join(sys.argv[1:])
+    try:  # rows are added to the file's; a file of another setting is refused before any scoring
+        res = open_results(args.json, setting, command) if args.json else {**setting, "results": {}}
+    except SettingMismatch as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     t0 = time.time()
     print(f"{'checkpoint':26s} {'pix acc':>7s} {'covered':>7s} {'acc cov':>7s} {'acc unc':>7s} {'err cov':>7s}"
           "   largest confusions (gt→pred % of errors; * = covered)")
@@ -140,8 +148,8 @@ def main() -> int:
         print(f"  {c:14s} {_pct(v['pixels'])} {_pct(v['covered'])} {_pct(v['recall_covered'])} / "
               f"{_pct(v['recall_uncovered'])}  → {v['top_wrong']}")
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2))
-        print(f"wrote {args.json} ({time.time() - t0:.0f} s)")
+        write_results(args.json, res)
+        print(f"wrote {args.json} ({time.time() - t0:.0f} s; {len(res['results'])} checkpoints in the file)")
     return 0
 
 
