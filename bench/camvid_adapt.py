@@ -63,7 +63,8 @@ LABELS = {"source_only": "source-only", "mean_teacher": "mean teacher", "pixel":
           "pipa_cbst_bnfix_pur08": "PiPa++ recipe, pixel-contrast cells >= 80 % one class (no boundary anchors)",
           "pipa_cbst_bnfix_t02": "PiPa++ recipe, contrast temperature 0.2 (instead of 0.1)",
           "pipa_cbst_bnfix_wu200": "PiPa++ recipe, contrastive terms off for 200 iterations, ramped in over 200",
-          "pipa_cbst_bnfix_pixrand": "+ pixel contrast (recipe settings: patch off, random sampler)"}
+          "pipa_cbst_bnfix_pixrand": "+ pixel contrast (recipe settings: patch off, random sampler)",
+          "pipa_cbst_bnfix_nopatch": "PiPa++ recipe without the patch term (pixel + task-smart)"}
 
 
 def _ds(root, split):
