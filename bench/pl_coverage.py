@@ -45,19 +45,21 @@ def coverage(model, dataset, threshold: float, quantile: float | None, batch: in
     import torch.nn.functional as F
 
     from pipa_edge.adapt.pseudo import make_pseudo_labels
-    from pipa_edge.train.evaluate import label_lut
+    from pipa_edge.train.config import EvalConfig
+    from pipa_edge.train.evaluate import label_lut, predict_logits
 
     k = model.classes.num_classes
-    lut = label_lut(dataset.classes, model.classes) if hasattr(dataset, "classes") else None
+    lut = label_lut(getattr(dataset, "classes", None), model.classes)
+    whole = EvalConfig()  # whole-image forward, as the scorer
     cms = {"covered": np.zeros((k, k), np.int64), "uncovered": np.zeros((k, k), np.int64)}
     for i0 in range(0, len(dataset), batch):
         items = [dataset[i] for i in range(i0, min(i0 + batch, len(dataset)))]
         img = torch.stack([torch.as_tensor(np.ascontiguousarray(s["image"])) for s in items])
         gt = torch.stack([torch.as_tensor(np.asarray(s["label"])) for s in items]).long()
         if lut is not None:
-            gt = lut[gt]
+            gt = lut[gt.clamp(0, 255)]
         with torch.no_grad():
-            logits = model(model.normalize(img)).float()
+            logits = predict_logits(model, img, whole)
         if logits.shape[-2:] != gt.shape[-2:]:
             logits = F.interpolate(logits, size=gt.shape[-2:], mode="bilinear", align_corners=False)
         pl = make_pseudo_labels(logits, threshold, quality_weight=False, class_quantile=quantile)
