@@ -1,33 +1,45 @@
 #!/usr/bin/env python3
-"""CamVid day → dusk adaptation table: source-only, mean teacher, + pixel contrast, + patch contrast,
-+ task-smart sampling (= PiPa++), and a target-supervised oracle.
+"""CamVid day → dusk adaptation: the held-out protocol (default) and the earlier transductive table.
 
-Every run is the project's trainer (:func:`pipa_edge.train.trainer.train`) on a recipe in ``train/``
-with ``--set``-style overrides; adaptation rows start from the source-only checkpoint of the same
-seed. Each finished model is scored on all 31 ``dusk_train`` frames (labels read only here) and on
-``day_train``. The oracle trains from scratch on day + half of dusk_train (with labels), 2-fold
-(first / second half of the sorted frames), and is scored on the held-out half; its mIoU pools
-the two folds' confusion matrices, so it covers the same 31 frames.
+``--protocol heldout`` (issue 22): every adaptation row adapts on the images of one half of the 31
+``dusk_train`` frames and is scored on the other half (2 folds, contiguous halves of the sequence,
+:mod:`pipa_edge.data.folds`; both folds' confusion matrices pooled, so every frame is scored once,
+by a model that never saw it), per seed, on top of the strong source model of the same seed
+(``train/camvid_source_only.yaml``, trained on all of day_train). Second column: the transductive
+score (each fold's model on its own adaptation half, pooled). Rows: strong source-only, AdaBN
+(precise BN of the source model on the fold's target images), mean teacher, PiPa++ (recipes as
+written; their precise BN is done here at the scoring size on the fold's target images), optional
+distillation from an adapted B1 (``--distill segformer-b1``), the oracle (day + the adaptation half's
+dusk labels, same folds). Every model is scored at ``--eval-size H W`` (default: the size its
+checkpoint records, i.e. the size it is deployed at), labels at native resolution. The row with
+the best held-out mean is the recommended recipe (printed with per-seed differences and spread).
 
-    python bench/camvid_adapt.py --data ../shared/data/camvid --json docs/camvid_adapt.json
-    python bench/camvid_adapt.py --variant 'mt_nofda:mean_teacher:adapt.mix.source_style=none' ...
-    python bench/camvid_adapt.py --rows pipa --distill segformer-b1 ...   # distillation rows
+    python bench/camvid_adapt.py --parallel 2 --threads 1 --json docs/camvid_heldout.json   # whole protocol
+    python bench/camvid_adapt.py --smoke --out runs/heldout_smoke                            # minutes, end to end
+    python bench/camvid_adapt.py --plan                       # jobs + CPU-time estimate, nothing run
+
+``--protocol legacy``: the earlier table (all rows adapted and scored on all 31 frames, rows pinned to
+the settings they were first measured with):
+
+    python bench/camvid_adapt.py --protocol legacy --data ../shared/data/camvid --json docs/camvid_adapt.json
+    python bench/camvid_adapt.py --protocol legacy --variant 'mt_nofda:mean_teacher:adapt.mix.source_style=none' ...
 
 Jobs run as subprocesses, ``--parallel`` at a time (several share one GPU well at this size).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+import camvid_protocol as P  # noqa: E402
+from camvid_extras import build_parser, synth_table, timing  # noqa: E402,F401
+
 SRC = "train/camvid_source_only.yaml"
 MT = "train/camvid_day2dusk_mean_teacher.yaml"
 PIPA = "train/camvid_day2dusk_pipa.yaml"
@@ -37,6 +49,11 @@ PIPA = "train/camvid_day2dusk_pipa.yaml"
 # PRECISE_BN_NOTE: the adaptation recipes re-estimate BN statistics on whole dusk images at the end
 # (precise_bn, since 2026-12-05); every job here pins it off, so a row keeps meaning what it measured;
 # the precise-BN numbers come from bench/bn_scale.py on the same checkpoints (docs/adaptation.md).
+# The source recipe gained photometric augmentation, scale 0.75-1.5 and class-balanced CE (issue 22) and the
+# adaptation recipes the same source-branch settings: the legacy rows pin the earlier ones.
+LEGACY = ["transform.brightness=0", "transform.contrast=0", "transform.saturation=0", "transform.hue=0",
+          "transform.gamma=0", "transform.blur_prob=0", "transform.noise_std=0", "transform.scale_range=[0.75,1.25]",
+          "loss.class_weights=none", "target_transform=null"]
 V1_PL = ["adapt.pseudo_label.quality_weight=true", "adapt.pseudo_label.class_quantile=null"]
 V1_PIPA = V1_PL + ["adapt.aux_bn_update=true"]
 # row name -> (method, recipe, overrides)
@@ -76,7 +93,7 @@ def job_overrides(job: dict) -> list[str]:
     data, out = Path(job["data"]), Path(job["out"])
     ov = [f"seed={job['seed']}", f"out_dir={out}", "val=null", f"device={job['device']}",
           f"num_workers={job['workers']}", f"optim.max_iters={job['iters']}",
-          "precise_bn.enabled=false"]  # rows as first measured; a variant may set it (PRECISE_BN_NOTE)
+          "precise_bn.enabled=false"] + LEGACY  # rows as first measured; a variant may set it (PRECISE_BN_NOTE)
     if job["name"] == "oracle":
         ov += [f"source.root={job['oracle_root']}", f"source.split=fold{job['fold']}_train"]
     else:
@@ -191,49 +208,11 @@ def build_jobs(a) -> list[dict]:
 
 def _deps(job: dict) -> list[str]:
     """Tags a job waits for (``dep``: None, one tag, or a list whose first entry is the init)."""
-    d = job["dep"]
-    return [d] if isinstance(d, str) else list(d or [])
+    return P.deps(job)
 
 
 def run_all(jobs: list[dict], parallel: int, out: Path, reuse: bool = False) -> list[dict]:
-    out.mkdir(parents=True, exist_ok=True)
-    pending, running, done, results = list(jobs), {}, set(), []
-    while pending or running:
-        for j in list(pending):
-            if len(running) >= parallel:
-                break
-            if any(d not in done for d in _deps(j)):
-                continue
-            tag = Path(j["out"]).name
-            old = out / f"result_{tag}.json"
-            if reuse and old.is_file():  # finished earlier (e.g. the source checkpoints): keep it
-                results.append(json.loads(old.read_text()))
-                done.add(tag)
-                pending.remove(j)
-                continue
-            jf = out / f"job_{tag}.json"
-            jf.write_text(json.dumps(j))
-            log = open(out / f"job_{tag}.log", "w")
-            env = {**os.environ, "PIPA_NO_PROGRESS": "1", "OMP_NUM_THREADS": str(j["threads"])}
-            running[tag] = (subprocess.Popen([sys.executable, __file__, "--job", str(jf)], stdout=log,
-                                             stderr=subprocess.STDOUT, env=env), j, time.perf_counter())
-            pending.remove(j)
-            print(f"[bench] start {tag}", flush=True)
-        time.sleep(1.0)
-        for tag, (p, j, t0) in list(running.items()):
-            if p.poll() is None:
-                continue
-            del running[tag]
-            rf = out / f"result_{tag}.json"
-            if p.returncode == 0 and rf.is_file():
-                results.append(json.loads(rf.read_text()))
-                done.add(tag)
-                print(f"[bench] done {tag} in {time.perf_counter() - t0:.0f}s", flush=True)
-            else:
-                print(f"[bench] FAILED {tag} (rc {p.returncode}); log: {out / f'job_{tag}.log'}", flush=True)
-                print("\n".join((out / f"job_{tag}.log").read_text().splitlines()[-15:]), flush=True)
-                pending = [q for q in pending if tag not in _deps(q)]
-    return results
+    return P.run_all(jobs, parallel, out, reuse, script=__file__)
 
 
 def _miou_of_cms(cms) -> float:
@@ -302,84 +281,79 @@ def print_table(table: list[dict]) -> None:
               f"{sum(t['train_s']) / len(t['train_s']):>11.0f}")
 
 
-def timing(device: str, batch: int, iters: int) -> list[dict]:
-    """Step time and peak memory of mean teacher vs PiPa++ on the same batch (the recipes' adapt
-    sections, SegFormer-B0, 160×224 crops), with the project's training-step benchmark."""
-    from pipa_edge.adapt.config import AdaptConfig
-    from pipa_edge.bench.train_step import bench_train_step
-    from pipa_edge.config import read_yaml, validate
-
-    cfg = validate(AdaptConfig, read_yaml(REPO / PIPA)["adapt"], where=PIPA)
-    rows = bench_train_step("segformer-b0", ("mean_teacher", "pipa"), batch=batch, imgsz=(160, 224), iters=iters,
-                            warmup=3, rounds=5, device=device, adapt_cfg=cfg)
-    for r in rows:
-        r.pop("samples_ms", None)
-        print(f"[timing] {r['method']}: p50 {r['step_ms']['p50']:.1f} ms, x{r['p50_vs_first']:.2f}, "
-              f"memory {r['memory']}")
-    return rows
+def _parser():
+    return build_parser(__doc__.split("\n\n")[0], list(P.LADDER), list(ROWS))
 
 
-def synth_table(steps: int, size: tuple[int, int], batch: int, out: Path) -> list[dict]:
-    """The same rows on the embedded synthetic sim→real generator, on one fixed batch: a smoke
-    table (losses finite and decreasing), not a quality claim."""
-    import numpy as np
-    import torch
+def _defaults(a) -> None:
+    heldout = a.protocol == "heldout"
+    a.out = a.out or ("runs/camvid_heldout_smoke" if a.smoke else "runs/camvid_heldout" if heldout else "runs/camvid_adapt")
+    a.seeds = a.seeds if a.seeds is not None else ([0] if a.smoke else [0, 1, 2])
+    a.rows = a.rows if a.rows is not None else list(P.LADDER if heldout else ROWS)
+    for k in ("src_iters", "adapt_iters"):
+        if getattr(a, k) is None:
+            setattr(a, k, a.iters if a.iters is not None else (3 if a.smoke else 600))
 
-    from pipa_edge.adapt.smoke import smoke_table
-    from pipa_edge.data.synth import generate
-    from pipa_edge.data.synth.dataset import SynthDataset
-    from pipa_edge.models.zoo import build_segmenter
 
-    generate(out / "synth", n_sim=batch, n_real=batch, size=size, progress=False, workers=1)
-    sim, real = SynthDataset(out / "synth", "sim"), SynthDataset(out / "synth", "real", labels=False)
-    img = lambda ds: torch.from_numpy(np.stack([ds[i]["image"] for i in range(batch)])).permute(0, 3, 1, 2).contiguous()  # noqa: E731
-    lab = torch.from_numpy(np.stack([sim[i]["label"] for i in range(batch)]).astype(np.int64))
-    torch.manual_seed(0)
-    seg = build_segmenter("segformer-b0", sim.classes)
-    rows = smoke_table(seg, {"source": {"image": img(sim), "label": lab}, "target": {"image": img(real)}}, steps=steps,
-                       base_cfg={"pseudo_label": {"threshold": 0.5}})
-    print(f"{'row':14s} {'finite':>6s} {'loss first':>10s} {'loss last':>10s}  terms (first -> last)")
-    for r in rows:
-        terms = ", ".join(f"{k} {a:.3f}->{b:.3f}" for k, (a, b) in r["terms"].items() if k.startswith("loss_"))
-        print(f"{r['row']:14s} {str(r['finite']):>6s} {r['loss_first']:>10.3f} {r['loss_last']:>10.3f}  {terms}")
-    return rows
+def _command(argv) -> str:
+    return "python " + " ".join([sys.argv[0]] + list(argv if argv is not None else sys.argv[1:]))
+
+
+def heldout_main(a, argv) -> int:
+    """The held-out protocol end to end: jobs → runs (or --summarize DIR) → table → decision → JSON."""
+    t0 = time.perf_counter()
+    jobs = P.heldout_jobs(a) if not a.summarize else []
+    if a.plan:
+        for j in jobs:
+            print(f"{Path(j['out']).name:28s} {j['method']:14s} after {','.join(P.deps(j)) or '-'}")
+        cpu = P.cpu_minutes(jobs, a.src_iters, a.adapt_iters)
+        print(f"{len(jobs)} jobs, about {cpu / 60:.1f} CPU-hours at 1 thread (unloaded core; scoring not counted); "
+              f"{cpu / 60 / max(1, a.parallel):.1f} h wall with --parallel {a.parallel}")
+        return 0
+    if a.summarize:
+        results = [json.loads(p.read_text()) for p in sorted(Path(a.summarize).glob("result_*.json"))]
+        results = [r for r in results if r.get("protocol") == "heldout"]
+    else:
+        results = P.run_all(jobs, a.parallel, Path(a.out), a.reuse, script=__file__)
+    sizes = sorted({k for r in results for k in r["scores"]})
+    tables, decisions = {}, {}
+    for size in sizes:
+        tables[size] = P.heldout_table([r for r in results if size in r["scores"]], size)
+        decisions[size] = P.decide(tables[size])
+        P.print_heldout(tables[size], decisions[size], size)
+    wall = round(time.perf_counter() - t0, 1)
+    print(f"\n[bench] {len(results)} runs, wall {wall} s")
+    if a.json:
+        info = {"command": _command(argv), "protocol": "heldout", "wall_s": wall, "tables": tables,
+                "decisions": decisions,
+                "runs": [{k: r.get(k) for k in ("name", "seed", "fold", "method", "train_s", "overrides", "scores")}
+                         for r in results]}
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(info, indent=1))
+        print(f"[bench] wrote {a.json}")
+    return 0
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--job", help=argparse.SUPPRESS)
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "camvid"))
-    ap.add_argument("--out", default="runs/camvid_adapt")
-    ap.add_argument("--rows", nargs="*", default=list(ROWS))
-    ap.add_argument("--multi-seed", nargs="*", default=["source_only", "mean_teacher", "pipa"])
-    ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
-    ap.add_argument("--variant", action="append", default=[], help="NAME:BASE_ROW:key=v,key=v (tuning rows)")
-    ap.add_argument("--set", action="append", default=[], help="override for every run but the oracle")
-    ap.add_argument("--set-oracle", action="append", default=[])
-    ap.add_argument("--no-oracle", dest="oracle", action="store_false")
-    ap.add_argument("--distill", metavar="ARCH", default=None,
-                    help="also train PiPa++ on ARCH (e.g. segformer-b1) and distil it into the B0 PiPa++ student "
-                         "(rows source_only_<arch>, pipa_<arch>, pipa_distill_<arch>; seeds as the pipa row)")
-    ap.add_argument("--distill-set", action="append", default=[], metavar="KEY=V",
-                    help="with --distill: override for the PiPa++ runs of the teacher and the distilled student")
-    ap.add_argument("--src-iters", type=int, default=600)
-    ap.add_argument("--adapt-iters", type=int, default=600)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--workers", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--parallel", type=int, default=1)
-    ap.add_argument("--json", default=None)
-    ap.add_argument("--timing", action="store_true", help="also time one training step: mean teacher vs PiPa++")
-    ap.add_argument("--timing-only", action="store_true")
-    ap.add_argument("--reuse", action="store_true", help="keep runs whose result_*.json exists in --out")
-    ap.add_argument("--summarize", metavar="DIR", help="only tabulate the result_*.json files in DIR")
-    ap.add_argument("--merge", metavar="JSON", default=None,
-                    help="with --summarize: also keep the runs of this earlier summary that DIR does not have")
-    ap.add_argument("--select", nargs="+", metavar="ROW", default=None,
-                    help="with --summarize: only the runs of these rows (run names without the seed)")
-    ap.add_argument("--synth", action="store_true", help="only the synthetic smoke table (CPU, minutes)")
-    ap.add_argument("--synth-steps", type=int, default=20)
-    a = ap.parse_args(argv)
+    a = _parser().parse_args(argv)
+    if a.job:
+        job = json.loads(Path(a.job).read_text())
+        if job.get("protocol"):
+            return P.job_main(a.job)
+        res = run_job(job)
+        Path(a.job).with_name(Path(a.job).name.replace("job_", "result_")).write_text(json.dumps(res))
+        return 0
+    if a.summarize and a.protocol == "heldout":  # a legacy folder (no heldout results) is tabulated as legacy
+        if not any(json.loads(p.read_text()).get("protocol") == "heldout"
+                   for p in Path(a.summarize).glob("result_*.json")):
+            a.protocol = "legacy"
+    _defaults(a)
+    if a.protocol == "heldout" and not (a.synth or a.timing_only):
+        return heldout_main(a, argv)
+    return legacy_main(a, argv)
+
+
+def legacy_main(a, argv) -> int:
     if a.synth:
         import torch
 
@@ -389,11 +363,6 @@ def main(argv=None) -> int:
             cmd = "python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))
             Path(a.json).write_text(json.dumps({"command": cmd, "device": "cpu", "torch": torch.__version__,
                                                 "steps": a.synth_steps, "batch": 4, "size": [128, 128], "rows": rows}, indent=1))
-        return 0
-    if a.job:
-        job = json.loads(Path(a.job).read_text())
-        res = run_job(job)
-        Path(a.job).with_name(Path(a.job).name.replace("job_", "result_")).write_text(json.dumps(res))
         return 0
     t0 = time.perf_counter()
     import torch

@@ -67,7 +67,7 @@ def bench_arch(arch: str, size, runs: int, rounds: int, out: Path, threads: int)
     torch.set_num_threads(threads)
     ckpt = save_segmenter(out / f"{arch}.pt", build_segmenter(arch, SYNTH11).eval())
     base = {"imgsz": list(size), "out_dir": str(out), "bench_runs": 0, "input_format": "uint8_nhwc",
-            "output": "logits", "parity": {"n": 2}, "deepstream": {"enabled": False}}
+            "output": "logits", "output_resolution": "input", "parity": {"n": 2}, "deepstream": {"enabled": False}}
     t = time.perf_counter()
     res32 = export(ckpt, ExportConfig.model_validate(base))
     export_fp32_s = time.perf_counter() - t

@@ -52,16 +52,23 @@ def apply_overrides(data: dict, overrides: Sequence[str], source: str = "--set")
     return data
 
 
+MAX_ERRORS_SHOWN = 8
+
+
+def _one_error(e: dict) -> str:
+    loc = ".".join(str(x) for x in e.get("loc", ())) or "<root>"
+    msg = "unknown key" if e.get("type") == "extra_forbidden" else e.get("msg", "invalid value")
+    return f"key '{loc}': {msg}"
+
+
 def format_validation_error(err: ValidationError, where: str) -> str:
-    """First error of a pydantic ValidationError as ``FILE: key 'a.b': message``."""
-    first = err.errors()[0]
-    loc = ".".join(str(x) for x in first.get("loc", ())) or "<root>"
-    msg = first.get("msg", "invalid value")
-    if first.get("type") == "extra_forbidden":
-        msg = "unknown key"
-    more = len(err.errors()) - 1
+    """Every error of a pydantic ValidationError on one line: ``FILE: key 'a.b': message; key 'c': unknown key``
+    (unknown keys first: a misspelled key is often the cause of the other errors; at most 8, then ``+N more``)."""
+    errs = sorted(err.errors(), key=lambda e: e.get("type") != "extra_forbidden")  # stable: order kept otherwise
+    shown = [_one_error(e) for e in errs[:MAX_ERRORS_SHOWN]]
+    more = len(errs) - len(shown)
     tail = f" (+{more} more)" if more > 0 else ""
-    return f"{where}: key '{loc}': {msg}{tail}"
+    return f"{where}: " + "; ".join(shown) + tail
 
 
 def validate(model: type[T], data: Mapping[str, Any], where: str = "config") -> T:

@@ -40,3 +40,12 @@ class BackendUnavailable(PipaError):
 
 class SourceError(PipaError):
     """A source/sink URI is invalid or cannot be opened."""
+
+
+class WriteError(PipaError):
+    """A file cannot be written (disk full, no permission, read-only file system); the message
+    names the path and what was kept. Raised by :func:`pipa_edge.fileio.guard_write`."""
+
+    def __init__(self, message: str, *, path: str = "", reason: str = ""):
+        super().__init__(message)
+        self.path, self.reason = path, reason

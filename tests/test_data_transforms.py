@@ -233,3 +233,58 @@ def test_augmented_dataset_same_batches_with_workers():
     for b0, b2 in zip(batches0, batches2):
         assert torch.equal(b0["image"], b2["image"]) and torch.equal(b0["label"], b2["label"])
         assert b0["name"] == b2["name"]
+
+
+class _Items(list):
+    classes, root = None, "."
+
+
+PHOTO = dict(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05, gamma=0.3, gamma_prob=1.0, blur_prob=1.0,
+             noise_std=8.0, noise_prob=1.0)
+
+
+def test_photometric_options_are_deterministic_per_seed_and_leave_labels_untouched():
+    sample, _ = _coded_sample()
+    geo = dict(crop_size=(48, 40), scale_range=(0.7, 1.6), hflip=0.5)
+    plain, photo = TrainTransform(TransformConfig(**geo)), TrainTransform(TransformConfig(**geo, **PHOTO))
+    ds = AugmentedDataset(_Items([sample] * 4), photo, seed=5)
+    again = AugmentedDataset(_Items([sample] * 4), photo, seed=5)
+    other = AugmentedDataset(_Items([sample] * 4), photo, seed=6)
+    for i in range(4):
+        a, b, c = ds[i], again[i], other[i]
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])  # same seed, same batch
+        assert not torch.equal(a["image"], c["image"])  # another seed, another draw
+        ref = plain(sample, ds.rng(i))  # same geometry draws: the photometric steps come after them
+        assert torch.equal(a["label"], ref["label"])  # labels untouched
+        assert not torch.equal(a["image"], ref["image"])  # the image did change
+
+
+@pytest.mark.parametrize("key,value", [("gamma", 0.5), ("blur_prob", 1.0), ("noise_std", 10.0)])
+def test_each_photometric_step_changes_only_the_image(key, value):
+    sample, _ = _coded_sample()
+    geo = dict(crop_size=(60, 80), scale_range=(1.0, 1.0), hflip=0.0)
+    extra = {"gamma_prob": 1.0, "noise_prob": 1.0, "blur_sigma": (1.0, 1.5)}
+    out = TrainTransform(TransformConfig(**geo, **extra, **{key: value}))(sample, np.random.default_rng(0))
+    ref = TrainTransform(TransformConfig(**geo))(sample, np.random.default_rng(0))
+    assert torch.equal(out["label"], ref["label"])
+    diff = (out["image"].int() - ref["image"].int()).abs()
+    assert diff.max() > 0
+    if key == "blur_prob":  # a blur keeps flat block interiors: changes sit at block edges only
+        assert diff[:, 2:8, 2:8].max() == 0
+
+
+def test_photometric_off_keeps_the_old_random_stream():
+    """Disabled steps draw nothing: a config without them crops exactly as before they existed."""
+    sample, _ = _coded_sample()
+    cfg = TransformConfig(crop_size=(32, 32), scale_range=(0.8, 1.4), brightness=0.3)
+    r1, r2 = np.random.default_rng(3), np.random.default_rng(3)
+    TrainTransform(cfg)(sample, r1)
+    TrainTransform(cfg.model_copy(update={"gamma_prob": 1.0, "noise_prob": 1.0}))(sample, r2)
+    assert r1.random() == r2.random()
+
+
+def test_bad_photometric_key_names_it():
+    with pytest.raises(ConfigError, match="blur_sigma"):
+        validate(TransformConfig, {"blur_sigma": [2.0, 1.0]}, where="t.yaml")
+    with pytest.raises(ConfigError, match="gamma"):
+        validate(TransformConfig, {"gamma": 1.5}, where="t.yaml")

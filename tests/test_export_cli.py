@@ -37,8 +37,8 @@ def test_bad_profile_names_the_key(tmp_path):
     bad.write_text("format: onnx\ntensorrt:\n  worksapce_gb: 2\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: key 'tensorrt.worksapce_gb': unknown key"):
         load_export_config(bad)
-    bad.write_text("imgsz: [500, 1000]\n")
-    with pytest.raises(ConfigError, match="multiples of 32"):
+    bad.write_text("imgsz: [16, 1000]\n")
+    with pytest.raises(ConfigError, match="at least 32"):
         load_export_config(bad)
 
 

@@ -86,7 +86,8 @@ def test_segformer_export_and_sidecar(ckpts, tmp_path):
 
 
 def test_dynamic_batch_and_size(ckpts, tmp_path):
-    res = export(ckpts["lraspp-mbv3"], quick_cfg(tmp_path, dynamic=True, input_format="uint8_nhwc"))
+    res = export(ckpts["lraspp-mbv3"], quick_cfg(tmp_path, dynamic=True, input_format="uint8_nhwc", output="logits",
+                                                 output_resolution="input"))
     x = frames(3, (96, 160))
     with load_backend(res.files["onnx"]) as ob, load_backend(ckpts["lraspp-mbv3"], input_size=(96, 160)) as tb:
         a, b = ob.infer(x), tb.infer(x)
@@ -100,8 +101,9 @@ def test_parity_gate_fails_with_clear_report(ckpts, tmp_path):
     from pipa_edge.runtime.backends.torch_backend import TorchBackend
 
     other = make_ckpt(tmp_path, "lraspp-mbv3", seed=1)  # different weights: must not pass
-    res = export(other, quick_cfg(tmp_path))
-    ref = TorchBackend(segmenter=load_segmenter(ckpts["lraspp-mbv3"]), input_size=SIZE)
+    res = export(other, quick_cfg(tmp_path))  # the default export: probs at model resolution
+    ref = TorchBackend(segmenter=load_segmenter(ckpts["lraspp-mbv3"]), input_size=SIZE, output="probs",
+                       output_resolution="model")
     with load_backend(res.files["onnx"]) as ob:
         rep = compare(ref, ob, frames(2), "random frames")
     assert not rep.passed

@@ -53,9 +53,11 @@ def test_no_usable_batch_leaves_statistics_unchanged():
 def test_precise_bn_images_subset_and_full_batches(tmp_path):
     root = make_folder_dataset(tmp_path / "d", SYNTH11, n=7, size=(16, 24))
     ds = build_eval_dataset({"type": "folder", "root": str(root), "classes": "synth11"})
-    got = list(precise_bn_images(ds, num_images=6, batch_size=4, device="cpu"))
-    assert len(got) == 1 and got[0].shape == (4, 3, 16, 24) and got[0].dtype == torch.uint8
-    assert len(list(precise_bn_images(ds, num_images=100, batch_size=3, device="cpu"))) == 2  # 7 → 2 full batches
+    got = list(precise_bn_images(ds, num_images=6, batch_size=4, device="cpu"))  # 6 at <= 4: 3 + 3
+    assert [g.shape for g in got] == [(3, 3, 16, 24)] * 2 and got[0].dtype == torch.uint8
+    every = list(precise_bn_images(ds, num_images=100, batch_size=3, device="cpu"))  # 7 → 3 + 2 + 2, none dropped
+    assert [len(g) for g in every] == [3, 2, 2]
+    assert len({g.flatten().numpy().tobytes() for b in every for g in b}) == 7  # each image once
     a = torch.cat(list(precise_bn_images(ds, 6, 2, "cpu", seed=1)))
     b = torch.cat(list(precise_bn_images(ds, 6, 2, "cpu", seed=1)))
     assert torch.equal(a, b)

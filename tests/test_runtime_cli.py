@@ -20,7 +20,7 @@ def test_cli_run_writes_images_and_stats(tmp_path):
     s = json.loads(stats.read_text())
     assert s["frames"] == 5 and s["inferred"] == 3
     assert s["smoothing"] == {"enabled": True, "alpha": 0.3, "delta": 0.2, "frames": 3, "keyframe": 2,
-                              "output_kind": "logits"}
+                              "output_kind": "logits", "motion": "auto"}
     assert len(list((tmp_path / "frames").glob("*.png"))) == 5
 
 

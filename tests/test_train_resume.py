@@ -25,10 +25,12 @@ from pipa_edge.train.trainer import train
 REPO = Path(__file__).resolve().parents[1]
 
 # The child runs the real trainer; steps after the first checkpoint are slowed (sleep only, no
-# numerical change) so the parent has time to SIGKILL it between two checkpoints.
+# numerical change) so the parent has time to SIGKILL it between two checkpoints. It runs with the
+# parent's thread count: bit-exact resume is promised for the same settings (`threads`), and
+# float reductions may differ between thread counts.
 CHILD = textwrap.dedent("""
     import sys, time, torch
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(sys.argv[3]))
     from pipa_edge.train.config import load_train_config
     from pipa_edge.train.method import SourceOnly
     from pipa_edge.train.trainer import train
@@ -80,9 +82,11 @@ def test_sigkill_then_resume_matches_uninterrupted_run_bit_exactly(tmp_path):
     cfg = _cfg(tmp_path, tmp_path / "killed")
     (tmp_path / "cfg.yaml").write_text(dump_config(cfg))
     (tmp_path / "child.py").write_text(CHILD)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PIPA_NO_PROGRESS="1", PIPA_QUIET="1",
+    threads = torch.get_num_threads()  # the reference's and the resumed run's (train's default)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PIPA_NO_PROGRESS="1", PIPA_QUIET="1",
                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, str(tmp_path / "child.py"), str(tmp_path / "cfg.yaml"), "4"],
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "child.py"), str(tmp_path / "cfg.yaml"), "4",
+                             str(threads)],
                             env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     last = tmp_path / "killed" / "last.pt"
     deadline = time.time() + 60

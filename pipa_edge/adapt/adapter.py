@@ -159,7 +159,7 @@ class Adapter(TrainMethod):
             outs = [seg.forward_features(seg.normalize(p)) for p in parts]
             feats, low = torch.cat([o.features for o in outs]), torch.cat([o.logits_low for o in outs])
         logits = F.interpolate(low, size=(H, W), mode="bilinear", align_corners=False)
-        loss_src = F.cross_entropy(logits[:B].float(), src_lab, ignore_index=self.ignore_index)
+        loss_src = self.source_ce(logits[:B], src_lab)  # loss.class_weights apply here only
         loss_mix = (self._ce_pixels(logits[B:2 * B], mix_lab) * mix_w).mean()
         loss = cfg.source_weight * loss_src + plc.weight * loss_mix
         logs.update(loss_src=float(loss_src.detach()), loss_mix=float(loss_mix.detach()))

@@ -91,6 +91,10 @@ class BenchResult:
 
 # ------------------------------------------------------------------------------- opening models
 def _is_arch(spec: str) -> bool:
+    from pipa_edge.runtime.backends import SUFFIX_BACKEND
+
+    if Path(spec).suffix.lower() in SUFFIX_BACKEND or Path(spec).exists():
+        return False  # a model file: telling so needs no model zoo (torch), which a device install lacks
     from pipa_edge.models.zoo import ARCHS
 
     return spec in ARCHS

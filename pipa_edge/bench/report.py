@@ -115,8 +115,10 @@ def preload_matplotlib() -> None:
     """Import matplotlib (Agg) and its FreeType module now. Seen here: once a GStreamer pipeline has
     run in the process, a *first* import of ``matplotlib.ft2font`` segfaults (two FreeType builds
     in one process), so anything that plots after running the runtime must import it before."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ModuleNotFoundError:  # device install (no `train` extra): no plots
+        return
     matplotlib.use("Agg")
     import matplotlib.pyplot  # noqa: F401  (pulls in ft2font)
 
@@ -155,7 +157,11 @@ def write_all(out_dir: str | Path, payload: dict, stem: str = "bench") -> dict[s
     results = payload.get("results") or []
     if results:
         files["csv"] = write_csv(out / f"{stem}.csv", results)
-        files["png"] = write_plot(out / f"{stem}.png", results)
+        try:
+            files["png"] = write_plot(out / f"{stem}.png", results)
+        except ModuleNotFoundError as e:  # device install: matplotlib is in the `train` extra
+            if e.name != "matplotlib":
+                raise
     return files
 
 

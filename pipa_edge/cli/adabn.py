@@ -29,12 +29,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="labelled data to score before and after (repeatable)")
     p.add_argument("--out", default=None, help="new checkpoint (default: <checkpoint>_adabn.pt next to it)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads (default: OMP_NUM_THREADS, else the usable CPUs; see docs/robustness.md)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from pipa_edge.log import next_command, ok, stage
+    from pipa_edge.threads import set_threads
     from pipa_edge.train.adabn import adabn_checkpoint
+
+    set_threads(args.threads)
 
     stage("adabn", f"{args.checkpoint}: BN statistics from {', '.join(args.data)}")
     rep = adabn_checkpoint(args.checkpoint, args.data, args.out, imgsz=args.imgsz, num_images=args.num_images,

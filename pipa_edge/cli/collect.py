@@ -78,6 +78,9 @@ def _verify(args) -> int:
             print(f"problem: {prob}")
         for o in rep["orphans"]:
             print(f"orphan: {o} (not in the manifest; removed at the next collection start)")
+        if rep.get("torn_tail_bytes"):
+            print(f"torn: the manifest's last line is cut short ({rep['torn_tail_bytes']} bytes without a newline: "
+                  "a write was interrupted; the line is dropped at the next collection start)")
         state = "FAILED" if rep["problems"] else "ok"
         print(f"{args.dir}: {rep['entries']} entries, {len(rep['problems'])} problem(s), "
               f"{len(rep['orphans'])} orphan(s): {state}")

@@ -24,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-sim", type=int, default=200, help="synthetic sim (source) images (default 200)")
     p.add_argument("--n-real", type=int, default=100, help="synthetic real-style (target) images (default 100)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads (default: OMP_NUM_THREADS, else the usable CPUs; see docs/robustness.md)")
     p.set_defaults(func=run)
 
 
@@ -42,9 +44,13 @@ def run(args: argparse.Namespace) -> int:
 
     from pipa_edge import log
     from pipa_edge.data.synth import generate
+    from pipa_edge.fileio import write_text
     from pipa_edge.train.config import load_train_config
+    from pipa_edge.threads import describe, set_threads
     from pipa_edge.train.trainer import train
 
+    threads = set_threads(args.threads)
+    log.stage("demo", f"CPU: {describe()}")
     t0 = time.perf_counter()
     out = Path(args.out)
     data = out / "data"
@@ -59,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         generate(data, n_sim=args.n_sim, n_real=args.n_real, size=(128, 256), seed=args.seed)
     times["data"] = time.perf_counter() - t
 
-    common = [f"source.root={data}", f"seed={args.seed}", "model.arch=segformer-b0",
+    common = [f"source.root={data}", f"seed={args.seed}", "model.arch=segformer-b0", f"threads={threads}",
               f"val=[{{type: synth, root: {data}, split: real, limit: 48}}]"]
     # 2. source-only on sim
     t = time.perf_counter()
@@ -105,13 +111,14 @@ def run(args: argparse.Namespace) -> int:
     from pipa_edge.runtime import run_stream
 
     summary = run_stream("test://", str(out / "overlay.mp4"), str(onnx_path), max_frames=args.frames,
-                         stats_json=str(out / "run_summary.json"))
+                         stats_json=str(out / "run_summary.json"), backend_opts={"threads": threads})
     times["run"] = time.perf_counter() - t
 
     _report(results, times, out, summary, time.perf_counter() - t0)
     log.ok("demo", f"per-class IoU plot → {plot}")
-    (out / "demo_summary.json").write_text(json.dumps(
+    write_text(out / "demo_summary.json", json.dumps(
         {"miou": {k: _real_miou(v) for k, v in results.items()}, "seconds": times,
+         "total_s": round(time.perf_counter() - t0, 1), "threads": threads,
          "onnx": str(onnx_path), "video": str(out / "overlay.mp4")}, indent=2))
     log.next_command(f"pipa-edge run test:// display://0 --model {onnx_path}")
     return 0

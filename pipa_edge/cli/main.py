@@ -7,15 +7,18 @@ Python API). A :class:`~pipa_edge.errors.PipaError` becomes one red line on stde
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import os
-import sys
+import os  # noqa: I001 - the wait policy must be in the environment before anything loads torch
 
-from pipa_edge import __version__
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # = pipa_edge.threads.init_env(), before any import
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import sys  # noqa: E402
+
+from pipa_edge import __version__  # noqa: E402
 
 # command name -> module under pipa_edge.cli (order = order in --help)
-COMMANDS = ("demo", "data", "train", "eval", "adabn", "export", "run", "bench", "collect")
+COMMANDS = ("demo", "data", "train", "eval", "adabn", "adapt_bn", "export", "run", "bench", "collect")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,11 +52,29 @@ def main(argv: list[str] | None = None) -> int:
     except PipaError as e:
         error_line(str(e))
         return e.exit_code
+    except ModuleNotFoundError as e:  # a device install (no torch) running a workstation command
+        from pipa_edge.cli.workstation import workstation_line
+
+        line = workstation_line(e, getattr(args, "command", None))
+        if line is None:
+            raise
+        error_line(line)
+        return 2
     except KeyboardInterrupt:
         error_line("interrupted")
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as e:  # a full disk / read-only folder that no write site caught: still one line
+        from pipa_edge.fileio import machine_oserror, write_error
+
+        os_err = machine_oserror(e)
+        if os_err is None:
+            raise
+        err = write_error(os_err.filename or "an output file", e, kept="files written before are complete "
+                          "(each is written atomically)")
+        error_line(str(err))
+        return err.exit_code
     return int(rc or 0)
 
 

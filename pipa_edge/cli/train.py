@@ -17,6 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt exactly where it stopped")
     p.add_argument("--out", dest="out_dir", default=None, help="output folder (same as --set out_dir=...)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads (= --set threads=N; default: OMP_NUM_THREADS, else the usable CPUs; "
+                        "see docs/robustness.md)")
     p.set_defaults(func=run)
 
 
@@ -27,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.out_dir:
         overrides.append(f"out_dir={args.out_dir}")
+    if args.threads is not None:
+        overrides.append(f"threads={args.threads}")
     cfg = load_train_config(args.config, overrides)
     if args.print_config:
         print(dump_config(cfg), end="")

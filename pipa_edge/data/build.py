@@ -60,6 +60,9 @@ def build_dataset(cfg: DatasetConfig | Mapping[str, Any]) -> Dataset:
         cfg = validate(DatasetConfig, cfg, where="dataset")
     if cfg.limit is not None and cfg.limit <= 0:
         raise ConfigError(f"dataset {cfg.root}: key 'limit': must be a positive number of samples")
+    if cfg.fold is not None:  # one part of a sequence-aware k-fold split (pipa_edge.data.folds)
+        from pipa_edge.data.folds import apply_fold
+        return apply_fold(build_dataset(cfg.model_copy(update={"fold": None})), cfg)
     if getattr(cfg, "pair_offset", None) is not None:  # video: frame pairs (t, t-k)
         from pipa_edge.data.datasets.pairs import build_pairs
         return build_pairs(cfg)

@@ -9,7 +9,10 @@ drawn from ``rng`` (a :class:`numpy.random.Generator`), so a seed fixes the resu
 Training pipeline (mmseg/DAFormer order): optional resize to ``base_size`` → random scale in
 ``scale_range`` (aspect kept) → random crop ``crop_size`` (with mmseg's ``cat_max_ratio`` re-crop)
 → pad (image 0, label 255) → horizontal flip → photometric jitter (brightness, contrast,
-saturation, hue; applied in random order, torchvision ``ColorJitter`` semantics).
+saturation, hue; applied in random order, torchvision ``ColorJitter`` semantics) → gamma →
+Gaussian blur → Gaussian noise. The photometric steps change the image only (never the label);
+each is off by default and draws from ``rng`` only when enabled, so a config without them gives
+the same crops as before. (Video pair transforms apply the colour jitter only.)
 """
 
 from __future__ import annotations
@@ -36,6 +39,12 @@ class TransformConfig(StrictModel):
     saturation: float = Field(0.0, ge=0.0)
     hue: float = Field(0.0, ge=0.0, le=0.5)  # shift drawn from [-h, h] (fraction of the hue circle)
     jitter_prob: float = Field(1.0, ge=0.0, le=1.0)  # probability that jitter is applied at all
+    gamma: float = Field(0.0, ge=0.0, lt=1.0)  # x' = 255 (x/255)^g, g drawn from [1-gamma, 1+gamma]
+    gamma_prob: float = Field(0.5, ge=0.0, le=1.0)
+    blur_prob: float = Field(0.0, ge=0.0, le=1.0)  # probability of a Gaussian blur
+    blur_sigma: tuple[float, float] = (0.15, 1.15)  # sigma (pixels) drawn from this range (DACS)
+    noise_std: float = Field(0.0, ge=0.0)  # additive Gaussian noise, std drawn from [0, noise_std] grey levels
+    noise_prob: float = Field(0.5, ge=0.0, le=1.0)
     cat_max_ratio: float = Field(1.0, gt=0.0, le=1.0)  # <1: re-crop (10 tries) while one class dominates
     ignore_index: int = IGNORE_INDEX
 
@@ -51,6 +60,8 @@ class TransformConfig(StrictModel):
         lo, hi = self.scale_range
         if not 0 < lo <= hi:
             raise ValueError("scale_range must be (low, high) with 0 < low <= high")
+        if not 0 < self.blur_sigma[0] <= self.blur_sigma[1]:
+            raise ValueError("blur_sigma must be (low, high) with 0 < low <= high")
         return self
 
     @property
@@ -166,8 +177,30 @@ def adjust_colour(img: np.ndarray, op: str, f: float) -> np.ndarray:
     raise ValueError(f"unknown colour op {op!r}")
 
 
+def photometric(image: np.ndarray, cfg: TransformConfig, rng: np.random.Generator) -> np.ndarray:
+    """Image-only steps after the geometry: colour jitter (``jitter_prob``), gamma (``gamma_prob``),
+    Gaussian blur (``blur_prob``), Gaussian noise (``noise_prob``). uint8 RGB in and out; every
+    random number comes from ``rng``; a disabled step draws nothing."""
+    if cfg.jitter_enabled and rng.random() < cfg.jitter_prob:
+        image = color_jitter(image, cfg, rng)
+    if cfg.gamma > 0 and rng.random() < cfg.gamma_prob:
+        g = float(rng.uniform(1.0 - cfg.gamma, 1.0 + cfg.gamma))
+        lut = np.clip(np.rint(255.0 * (np.arange(256) / 255.0) ** g), 0, 255).astype(np.uint8)
+        image = cv2.LUT(np.ascontiguousarray(image), lut)
+    if cfg.blur_prob > 0 and rng.random() < cfg.blur_prob:
+        sigma = float(rng.uniform(*cfg.blur_sigma))
+        k = 2 * int(np.ceil(3 * sigma)) + 1
+        image = cv2.GaussianBlur(np.ascontiguousarray(image), (k, k), sigmaX=sigma, sigmaY=sigma,
+                                 borderType=cv2.BORDER_REFLECT_101)
+    if cfg.noise_std > 0 and rng.random() < cfg.noise_prob:
+        std = float(rng.uniform(0.0, cfg.noise_std))
+        noise = rng.standard_normal(image.shape, dtype=np.float32) * std
+        image = np.clip(image.astype(np.float32) + noise, 0, 255).round().astype(np.uint8)
+    return image
+
+
 class TrainTransform:
-    """Random scale → crop (+cat_max_ratio) → pad → flip → jitter → tensors. See module docstring."""
+    """Random scale → crop (+cat_max_ratio) → pad → flip → photometric → tensors. See module docstring."""
 
     def __init__(self, cfg: TransformConfig | None = None):
         self.cfg = cfg or TransformConfig()
@@ -188,8 +221,7 @@ class TrainTransform:
             image = image[:, ::-1]
             if label is not None:
                 label = label[:, ::-1]
-        if cfg.jitter_enabled and rng.random() < cfg.jitter_prob:
-            image = color_jitter(image, cfg, rng)
+        image = photometric(image, cfg, rng)
         return to_tensors(image, label, sample.get("name", ""))
 
     def __repr__(self) -> str:

@@ -11,6 +11,8 @@ from pipa_edge.config import StrictModel, load_config
 
 Format = Literal["onnx", "engine", "openvino"]
 Precision = Literal["fp32", "fp16", "int8"]
+FALLBACK_IMGSZ = (512, 1024)  # checkpoints that record no input size (older than the size record)
+MIN_SIDE = 32  # one feature pixel at the deepest stride
 
 
 class ParityConfig(StrictModel):
@@ -61,15 +63,20 @@ class ExportConfig(StrictModel):
     description: str = ""
     format: Format = "onnx"
     precision: Precision = "fp32"
-    imgsz: tuple[int, int] = (512, 1024)  # (H, W)
+    # (H, W); None → the checkpoint's recorded size (pipa_edge.models.input_size), 512×1024 if it has none.
+    # Any size the network runs at natively (SegFormer, LR-ASPP: any H, W); no padding (docs/export.md)
+    imgsz: Optional[tuple[int, int]] = None
     batch: int = Field(1, ge=1)
     dynamic: bool = False  # dynamic batch/H/W
     input_format: Literal["float_nchw", "uint8_nhwc"] = "float_nchw"
-    output: Literal["logits", "probs", "labels"] = "logits"
-    output_resolution: Literal["model", "input"] = "input"
+    # default: class probabilities at the network's output stride — what the runtime's temporal filter
+    # consumes without a softmax or a full-resolution pass (docs/export.md "Default output")
+    output: Literal["logits", "probs", "labels"] = "probs"
+    output_resolution: Literal["model", "input"] = "model"
     opset: int = Field(17, ge=13, le=21)
     simplify: bool = True
     fold: bool = True  # exact inference rewrites before export (pipa_edge/export/fold.py), parity-gated
+    bn_adapt: bool = True  # BN models: write the on-device re-estimation data (export/bn_companion.py)
     out_dir: Optional[str] = None  # default: next to the checkpoint
     name: Optional[str] = None  # file stem; default: checkpoint stem
     parity: ParityConfig = ParityConfig()
@@ -88,9 +95,9 @@ class ExportConfig(StrictModel):
 
     @field_validator("imgsz")
     @classmethod
-    def _imgsz_mult(cls, v):
-        if any(s < 32 or s % 32 for s in v):
-            raise ValueError(f"imgsz {list(v)} must be positive multiples of 32 (H W)")
+    def _imgsz_min(cls, v):
+        if v is not None and any(s < MIN_SIDE for s in v):
+            raise ValueError(f"imgsz {list(v)} must be at least {MIN_SIDE} pixels per side (H W)")
         return v
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from pipa_edge import log
 from pipa_edge.export.config import ExportConfig
 from pipa_edge.export.parity import ParityReport, compare, gate
+from pipa_edge.fileio import write_errors_as_one_line
 from pipa_edge.runtime.backends.sidecar import write_json_atomic
 
 STAGE = "export"
@@ -85,11 +86,55 @@ def preflight(cfg: ExportConfig) -> None:
         require_openvino()
 
 
+def open_checkpoint(ckpt: Path, cfg: ExportConfig):
+    """Read the checkpoint once → ``(checkpoint dict, segmenter, cfg with imgsz resolved, sizes record)``."""
+    from pipa_edge.models.input_size import recorded_input_size
+    from pipa_edge.models.io import read_checkpoint, segmenter_from_entry
+
+    ck = read_checkpoint(ckpt)
+    seg = segmenter_from_entry(ck["segmenter"], where=str(ckpt))
+    cfg, sizes = resolve_size(cfg, *recorded_input_size(ck), seg, str(ckpt))
+    return ck, seg, cfg, sizes
+
+
+def resolve_size(cfg: ExportConfig, model_size, origin: str, seg, where: str) -> tuple[ExportConfig, dict]:
+    """The export size: ``cfg.imgsz`` if given, else the checkpoint's recorded size (else 512×1024 with a
+    warning). Warns when a static export differs from the model's size; refuses a size the network
+    cannot run at. Returns the config with ``imgsz`` set and the sidecar's ``sizes`` record."""
+    from pipa_edge.errors import ConfigError
+    from pipa_edge.export.config import FALLBACK_IMGSZ
+    from pipa_edge.export.graph import output_size
+
+    model_size = tuple(model_size) if model_size else None
+    if cfg.imgsz is not None:
+        size, chosen = tuple(cfg.imgsz), "imgsz (flag/profile)"
+        if model_size and size != model_size and not cfg.dynamic:
+            log.warn(STAGE, f"exporting at {size[0]}x{size[1]} but the model's size is {model_size[0]}x"
+                            f"{model_size[1]} ({origin}): its scores were measured at the model's size; drop "
+                            "--imgsz to export at it, and score the export with `pipa-edge eval MODEL.onnx`")
+    elif model_size:
+        size, chosen = model_size, origin
+    else:
+        size, chosen = FALLBACK_IMGSZ, "fallback (checkpoint records no input size)"
+        log.warn(STAGE, f"{where}: the checkpoint records no input size (written before sizes were recorded); "
+                        f"exporting at {size[0]}x{size[1]} — pass --imgsz H W (the size the model was scored at)")
+    try:
+        out_hw = output_size(seg, size, "model")
+    except RuntimeError as e:  # e.g. DeepLabV3+ skip concat at a size not a multiple of 16
+        first = (str(e).splitlines() or [""])[0][:100]
+        raise ConfigError(f"{where}: {seg.arch} cannot run at {size[0]}x{size[1]} ({first}); pick --imgsz "
+                          "H W multiples of 32") from None
+    sizes = {"model_input_size": list(model_size) if model_size else None, "model_input_size_from": origin,
+             "export_input_size": list(size), "chosen_from": chosen, "model_output_size": list(out_hw)}
+    return cfg.model_copy(update={"imgsz": size}), sizes
+
+
+@write_errors_as_one_line("the export's output folder", kept="files already written are complete (each is "
+                          "written atomically)")
 def export(ckpt: str | Path, cfg: ExportConfig | None = None) -> ExportResult:
     from pipa_edge.export.frames import load_frames
     from pipa_edge.export.onnx import build_meta, export_onnx, save_onnx
     from pipa_edge.export.simplify import simplify
-    from pipa_edge.models.io import load_segmenter
     from pipa_edge.runtime.backends.ort_backend import OrtBackend
     from pipa_edge.runtime.backends.torch_backend import TorchBackend
 
@@ -97,7 +142,7 @@ def export(ckpt: str | Path, cfg: ExportConfig | None = None) -> ExportResult:
     t_start = time.perf_counter()
     ckpt = Path(ckpt)
     preflight(cfg)
-    seg = load_segmenter(ckpt)
+    ck, seg, cfg, sizes = open_checkpoint(ckpt, cfg)
     out_dir = Path(cfg.out_dir) if cfg.out_dir else ckpt.parent
     stem = cfg.name or ckpt.stem
     size = tuple(cfg.imgsz)
@@ -125,7 +170,7 @@ def export(ckpt: str | Path, cfg: ExportConfig | None = None) -> ExportResult:
         shape = [cfg.batch, *size, 3] if cfg.input_format == "uint8_nhwc" else [cfg.batch, 3, *size]
         proto = simplify(proto, where=str(onnx_path), test_shape=shape if cfg.dynamic else None)
     meta = build_meta(seg, size, cfg.input_format, cfg.output, cfg.output_resolution, dynamic=cfg.dynamic,
-                      source_checkpoint=ckpt.name, folds=folds)
+                      source_checkpoint=ckpt.name, folds=folds, sizes=sizes)
     meta = save_onnx(proto, onnx_path, meta)
     res.files["onnx"] = onnx_path
     log.ok(STAGE, f"ONNX opset {meta.extra['opset']}{' (onnxsim)' if cfg.simplify else ''} → {onnx_path} "
@@ -135,9 +180,13 @@ def export(ckpt: str | Path, cfg: ExportConfig | None = None) -> ExportResult:
         frames = load_frames(cfg.parity.frames, cfg.parity.n, size, classes=seg.classes)
     fp32 = OrtBackend(onnx_path)
     res.rows.append(_check(res, "ONNX", onnx_path, fp32, torch_ref, frames, "fp32", cfg))
+    if cfg.bn_adapt:  # what `pipa-edge adapt-bn` needs on the device (BN models only; issue 25)
+        from pipa_edge.export.bn_companion import write_bn_companion
+
+        write_bn_companion(seg, cfg, onnx_path, size, frames)
 
     if cfg.temporal.enabled:  # 1b. the stateful graph: temporal filter inside (frame + state → labels + state)
-        _stateful(res, cfg, seg, ckpt, frames, out_dir, stem, size, xseg)
+        _stateful(res, cfg, seg, ckpt, frames, out_dir, stem, size, xseg, sizes)
 
     # 2. precision variants of the ONNX graph
     if cfg.precision == "int8":
@@ -170,8 +219,18 @@ def export(ckpt: str | Path, cfg: ExportConfig | None = None) -> ExportResult:
     res.export_s = time.perf_counter() - t_start
     res.report = _write_report(res, cfg, ckpt, out_dir, stem)
     print_table(res)
-    log.next_command(f"pipa-edge run test:// --model {res.deployed}")
+    _next_commands(res, ck.get("config"))
     return res
+
+
+def _next_commands(res: ExportResult, train_config: dict | None) -> None:
+    """``eval`` of the exported ONNX on the recipe's first val set (the shipped artefact's number), then ``run``."""
+    val = (train_config or {}).get("val")
+    val = val[0] if isinstance(val, list) and val else val
+    if isinstance(val, dict) and val.get("type") and val.get("root"):
+        log.next_command(f"pipa-edge eval {res.files['onnx']} --data {val['type']}:{val['root']}:"
+                         f"{val.get('split', 'train')}")
+    log.next_command(f"pipa-edge run test:// --model {res.deployed}")
 
 
 def _check(res: ExportResult, label: str, path: Path, backend, torch_ref, frames, precision: str,
@@ -189,7 +248,7 @@ def _check(res: ExportResult, label: str, path: Path, backend, torch_ref, frames
     return ExportRow(label, path.name, _size_mb(path), par, time_backend(backend, tuple(cfg.imgsz), cfg.bench_runs))
 
 
-def _stateful(res, cfg, seg, ckpt, frames, out_dir, stem, size, xseg=None) -> None:
+def _stateful(res, cfg, seg, ckpt, frames, out_dir, stem, size, xseg=None, sizes=None) -> None:
     """Export ``<stem>.stateful.onnx`` and gate it: the graph stepped over the parity frames against
     the NumPy :class:`TemporalFilter` on the torch reference's logits (label agreement). ``xseg`` is
     the graph to export (the folded segmenter); ``seg`` stays the reference."""
@@ -215,7 +274,7 @@ def _stateful(res, cfg, seg, ckpt, frames, out_dir, stem, size, xseg=None) -> No
                 "state_hw": list(hw),
                 "alpha": t.alpha, "delta": t.delta, "persist": t.persist}
     meta = build_meta(seg, size, cfg.input_format, "labels", "model", dynamic=False,
-                      source_checkpoint=ckpt.name, stateful=stateful)
+                      source_checkpoint=ckpt.name, stateful=stateful, sizes=sizes or {})
     save_onnx(proto, path, meta)
     res.files["onnx_stateful"] = path
     log.ok(STAGE, f"stateful ONNX (temporal filter in the graph, state {hw[0]}x{hw[1]}, alpha {t.alpha}, "

@@ -7,6 +7,7 @@ import json
 import warnings
 from pathlib import Path
 
+from pipa_edge.fileio import guard_write
 from pipa_edge.runtime.backends.base import ModelMeta
 from pipa_edge.runtime.backends.sidecar import ONNX_META_KEY, file_sha256, write_sidecar
 
@@ -76,8 +77,12 @@ def save_onnx(proto, path: str | Path, meta: ModelMeta) -> ModelMeta:
     path.parent.mkdir(parents=True, exist_ok=True)
     embed_meta(proto, meta)
     tmp = path.with_name(f".{path.name}.tmp")
-    onnx.save(proto, str(tmp))
-    tmp.replace(path)
+    with guard_write(path, f"the previous {path.name} is kept" if path.exists() else "nothing was written"):
+        try:
+            onnx.save(proto, str(tmp))
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
     sha = file_sha256(path)
     meta.extra.update(file_sha256=sha, onnx_sha256=sha, opset=opset_of(proto))
     write_sidecar(path, meta)

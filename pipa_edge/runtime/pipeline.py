@@ -26,8 +26,8 @@ from pipa_edge import log
 from pipa_edge.config import StrictModel, validate
 from pipa_edge.errors import PipaError, SourceError
 from pipa_edge.runtime.channel import Channel, Closed
-from pipa_edge.runtime.sinks import open_sink
-from pipa_edge.runtime.sources import Frame, Source, SourceEnded, SourceLost, open_source
+from pipa_edge.runtime.sinks import LabelFolderWriter, NullSink, open_sink
+from pipa_edge.runtime.sources import Frame, Reconnect, Source, SourceEnded, SourceLost, open_source
 from pipa_edge.runtime.stats import RunSummary, StatsTracker
 from pipa_edge.runtime.temporal import TemporalFilter, flip_rate
 from pipa_edge.runtime.uri import parse_output, parse_source
@@ -48,6 +48,8 @@ class RunOptions(StrictModel):
     smooth_alpha: float = Field(0.5, gt=0.0, le=1.0)  # EMA weight of the newest frame
     hysteresis_delta: float = Field(0.1, ge=0.0, le=1.0)
     hysteresis_frames: int = Field(3, ge=1)
+    motion: Literal["off", "on", "auto"] = "auto"  # warp the filter state with the motion (runtime/motion.py)
+    motion_provider: str = "dis"  # runtime.motion provider name (OpenCV DIS on CPU)
     keyframe: int = Field(1, ge=1)  # run the model every N frames
     max_frames: Optional[int] = Field(None, ge=1)  # frames captured (a live source may drop some of them)
     stats_json: Optional[str] = None
@@ -56,10 +58,15 @@ class RunOptions(StrictModel):
     reconnect: bool = True
     stall_timeout: float = Field(1.0, gt=0.0)  # live source silent this long → reopen
     max_backoff: float = Field(1.0, gt=0.0)  # cap of the reopen back-off (resume ≤ 2 s)
+    reconnect_limit: int = Field(20, ge=-1)  # live source: give up after N failures in a row (-1: never)
+    reconnect_timeout: float = Field(60.0, ge=0.0)  # ...or after S s without a frame (0: never); sources.Reconnect
     handle_signals: bool = False
     collect: Optional[str] = None  # folder: on-device pseudo-label collection (pipa_edge.runtime.collect)
     collect_config: Optional[str] = None
     collect_set: list[str] = Field(default_factory=list)  # key=value overrides of the collect config
+    adapt_every: Optional[int] = Field(None, ge=1)  # with collect: BN re-estimation every N saved (adapt_swap.py)
+    labels_out: Optional[str] = None  # folder: raw class-index PNG per frame (runtime/sinks.LabelFolderWriter)
+    labels_size: Literal["frame", "model"] = "frame"  # labels PNG at the frame's size (nearest) or the model's
 
 
 @dataclass
@@ -104,8 +111,14 @@ class _Runner:
         meta = backend.meta
         self.kind = meta.output
         self.in_graph = bool(getattr(backend, "stateful", False))  # the graph smooths: NumPy filter off
+        from pipa_edge.runtime.motion import make_compensator
+
+        motion = make_compensator(opts.motion, opts.motion_provider) if opts.smooth and not self.in_graph else None
         self.filter = TemporalFilter(opts.smooth_alpha, opts.hysteresis_delta, opts.hysteresis_frames,
-                                     enabled=opts.smooth and not self.in_graph)
+                                     enabled=opts.smooth and not self.in_graph, motion=motion)
+        if self.in_graph and opts.motion == "on":
+            log.warn("run", "--motion on does not apply to a stateful graph: its in-graph state is not "
+                            "motion-compensated (static cameras; docs/temporal.md)")
         if self.in_graph:
             t = meta.extra.get("stateful", {})
             log.stage("run", f"temporal smoothing runs in the graph (stateful model: alpha {t.get('alpha')}, "
@@ -113,12 +126,16 @@ class _Runner:
         self.viz = Visualizer(meta.classes, opts.viz, opts.alpha, opts.legend)
         self.on_frame = None
         self.collector = None
+        self.swap = None  # --adapt-every: pipa_edge.runtime.adapt_swap.AdaptSwap
+        self.labels_out = LabelFolderWriter(opts.labels_out, opts.labels_size) if opts.labels_out else None
+        self.draw = not isinstance(sink, NullSink)
 
     # ---- capture ----
     def capture(self) -> None:
         o, src = self.o, self.src
         idx, opened, connected, segment = 0, False, False, 0
         backoff, last = 0.1, time.monotonic()
+        self.rc = Reconnect(src.spec.uri, o.reconnect_limit, o.reconnect_timeout if o.reconnect else 0)
         try:
             while not self.stop.is_set():
                 if not opened:
@@ -128,6 +145,7 @@ class _Runner:
                     except SourceLost as e:
                         if idx == 0 and not self.live:
                             raise SourceError(str(e)) from None
+                        self.rc.lost(str(e))
                         log.warn("run", f"{e}; retrying in {backoff:.1f} s")
                         self.stop.wait(backoff)
                         backoff = min(backoff * 2, o.max_backoff)
@@ -159,6 +177,8 @@ class _Runner:
                     continue
                 now = time.monotonic()
                 if f is None:
+                    if self.live and o.reconnect:
+                        self.rc.check()
                     if self.live and o.reconnect and connected and now - last > o.stall_timeout:
                         src.close()
                         opened, connected = False, False
@@ -168,6 +188,7 @@ class _Runner:
                 if not connected and idx > 0:
                     log.ok("run", f"{src.spec.uri}: receiving frames again")
                 connected, last, backoff = True, now, 0.1
+                self.rc.ok()
                 f.index, f.segment = idx, segment
                 if not src.drop and f.index % o.keyframe == 0:  # resize here, overlapping the model
                     self._preprocess(f)
@@ -182,6 +203,7 @@ class _Runner:
             self.frames_in.close()
 
     def _lost(self, msg: str) -> None:
+        self.rc.lost(msg.split("; reopening")[0])  # gives up (SourceError) at --reconnect-limit/-timeout
         self.reconnects += 1
         log.warn("run", msg)
 
@@ -207,6 +229,8 @@ class _Runner:
                     break
                 if f is None:
                     continue
+                if self.swap is not None:  # a re-estimated model swaps in here, between two frames
+                    b = self.backend = self.swap.between_frames(b)
                 t0 = time.monotonic()
                 if f.segment != segment:  # new stream after a reopen/loop: restart the filter
                     self.filter.reset()
@@ -220,9 +244,9 @@ class _Runner:
                     t2 = time.monotonic()
                     if self.collector is not None:  # returns at once; selection runs on its own thread
                         self.collector.offer(f.image, out[0], t=f.t_capture, kind=self.kind)
-                    labels = self.filter.update(out, self.kind)[0]
+                    labels = self.filter.update(out, self.kind, image=x)[0]
                     t3 = time.monotonic()
-                    self.stats.model_step(f.pre_s, t2 - t1, t3 - t2)
+                    self.stats.model_step(f.pre_s, t2 - t1, t3 - t2, self.filter.motion_s)
                 if self.on_frame is not None:
                     self.on_frame(f, labels)
                 flip = flip_rate(prev, labels)
@@ -244,7 +268,10 @@ class _Runner:
                 if r is None:
                     continue
                 t0 = time.monotonic()
-                vis = self.viz.render(r.frame.image, r.labels)
+                if self.draw:
+                    vis = self.viz.render(r.frame.image, r.labels)
+                else:  # output 'none': nothing is drawn, so nothing is upsampled or coloured
+                    vis = r.frame.image
                 t1 = time.monotonic()
                 if not opened:
                     hw = vis.shape[:2]
@@ -255,6 +282,8 @@ class _Runner:
 
                     vis = cv2.resize(vis, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
                 self.sink.write(vis)
+                if self.labels_out is not None:  # labels stay at model resolution until here
+                    self.labels_out.write(r.frame.index, r.labels, r.frame.image.shape[:2])
                 now = time.monotonic()
                 self.stats.output(now - r.frame.t_capture, r.age_s, t1 - t0, r.flip)
         finally:
@@ -309,6 +338,10 @@ def run_stream(source: str | None = None, output: str | None = None, model=None,
             raise
         own_collector = True
     runner.collector = collector
+    if o.adapt_every:  # on-device BN re-estimation in the stream (issue 25)
+        from pipa_edge.runtime.adapt_swap import attach
+
+        attach(runner, model, o, collector)
     log.stage("run", f"{src_spec.describe()} → {out_spec.kind} '{out_spec.uri}' with {backend.describe()}")
     old_handlers = {}
     if o.handle_signals and threading.current_thread() is threading.main_thread():
@@ -344,6 +377,8 @@ def run_stream(source: str | None = None, output: str | None = None, model=None,
         for sig, h in old_handlers.items():
             signal.signal(sig, h)
         collect_stats = None
+        if runner.swap is not None:
+            runner.swap.close()
         if collector is not None:
             collect_stats = collector.close() if own_collector else getattr(collector, "stats", dict)()
             if own_collector and hasattr(collector, "log_summary"):
@@ -353,8 +388,10 @@ def run_stream(source: str | None = None, output: str | None = None, model=None,
     summary = stats.summary(
         source=src_spec.uri, output=out_spec.uri, backend=backend.describe(),
         dropped=src.dropped + runner.frames_in.dropped, corrupt=src.corrupt, reconnects=runner.reconnects,
+        corrupt_files=list(getattr(src, "corrupt_names", [])),
         smoothing={"enabled": o.smooth, "alpha": o.smooth_alpha, "delta": o.hysteresis_delta,
-                   "frames": o.hysteresis_frames, "keyframe": o.keyframe, "output_kind": backend.meta.output},
+                   "frames": o.hysteresis_frames, "keyframe": o.keyframe, "output_kind": backend.meta.output,
+                   "motion": o.motion if o.smooth and not runner.in_graph else "off"},
         exit_reason="error" if runner.errors else runner.reason, collect=collect_stats)
     if o.stats_json:
         summary.write_json(o.stats_json)

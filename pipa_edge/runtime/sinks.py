@@ -7,7 +7,6 @@ element by element: H.264 via ``nvv4l2h264enc`` on Jetson, else ``x264enc``, els
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -46,12 +45,49 @@ class ImageFolderSink(Sink):
     def write(self, img: np.ndarray) -> None:
         import cv2
 
+        from pipa_edge.fileio import write_bytes
+
         path = Path(self.pattern % self.n)
-        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
-            raise SourceError(f"{self.pattern}: cannot write image {path}")
-        os.replace(tmp, path)
+        ok, buf = cv2.imencode(path.suffix, cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise SourceError(f"{self.pattern}: cannot encode image {path}")
+        write_bytes(path, buf.tobytes(), kept=f"the {self.n} frame(s) written before are kept in {path.parent}")
         self.n += 1
+
+
+class LabelFolderWriter:
+    """Raw class-index PNGs, one per frame: ``DIR/<frame index:06d>.png`` (single-channel ``uint8``,
+    value = class index, ``255`` = no label), for scoring or pseudo-labels without converting colours.
+
+    ``size="frame"`` upsamples the model-resolution labels to the frame (nearest); ``"model"`` writes
+    them as the filter produced them. Written atomically (``fileio.write_bytes``: a full disk is one
+    ``WriteError`` line) from the output thread.
+    """
+
+    def __init__(self, folder: str | Path, size: str = "frame"):
+        if size not in ("frame", "model"):
+            raise ValueError(f"labels size must be 'frame' or 'model', got {size!r}")
+        self.folder, self.size, self.n = Path(folder), size, 0
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SourceError(f"--labels-out {folder}: cannot create the folder ({e.strerror})") from None
+
+    def write(self, index: int, labels: np.ndarray, frame_hw: tuple[int, int]) -> Path:
+        import cv2
+
+        lab = np.where((labels >= 0) & (labels < 255), labels, 255).astype(np.uint8)
+        if self.size == "frame" and lab.shape[:2] != tuple(frame_hw):
+            lab = cv2.resize(lab, (frame_hw[1], frame_hw[0]), interpolation=cv2.INTER_NEAREST)
+        from pipa_edge.fileio import write_bytes
+
+        path = self.folder / f"{index:06d}.png"
+        ok, buf = cv2.imencode(".png", lab)
+        if not ok:
+            raise SourceError(f"--labels-out {self.folder}: cannot encode {path.name}")
+        write_bytes(path, buf.tobytes(), kept=f"the {self.n} label file(s) written before are kept in {self.folder}")
+        self.n += 1
+        return path
 
 
 def h264_encoder(bitrate_kbps: int, fps: float) -> list:

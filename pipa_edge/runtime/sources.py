@@ -18,7 +18,10 @@ import numpy as np
 
 from pipa_edge.errors import SourceError
 from pipa_edge.runtime import gst as G
-from pipa_edge.runtime.uri import SourceSpec
+from pipa_edge.runtime.uri import SourceSpec, redact
+
+CAMERA_HINT = ("try test:// (the embedded scene), a video file or folder of images, or list cameras with "
+               "`v4l2-ctl --list-devices`")
 
 
 @dataclass
@@ -40,6 +43,44 @@ class SourceLost(Exception):
     """The source failed or disconnected; a live source is reopened with back-off."""
 
 
+class Reconnect:
+    """When a live source stops answering, how long to keep reopening it (``run --reconnect-limit
+    N --reconnect-timeout S``). ``lost(msg)`` counts one failed attempt and raises
+    :class:`~pipa_edge.errors.SourceError` (one line, exit 2) once ``limit`` consecutive attempts
+    failed or no frame came for ``timeout_s`` seconds; ``limit < 0`` / ``timeout_s == 0`` mean no
+    such limit ("forever", e.g. under systemd). ``ok()`` (a frame arrived) resets both."""
+
+    def __init__(self, uri: str, limit: int = 20, timeout_s: float = 60.0, clock=time.monotonic):
+        self.uri, self.limit, self.timeout_s, self._clock = uri, int(limit), float(timeout_s), clock
+        self.attempts = 0
+        self.since = clock()
+
+    def ok(self) -> None:
+        self.attempts, self.since = 0, self._clock()
+
+    def waited(self) -> float:
+        return self._clock() - self.since
+
+    def check(self) -> None:
+        """Raise when the time limit is over (also while merely waiting for a first frame)."""
+        if self.timeout_s > 0 and self.waited() >= self.timeout_s:
+            self._give_up(f"no frame for {self.waited():.1f} s (--reconnect-timeout {self.timeout_s:g})")
+
+    def lost(self, reason: str = "") -> None:
+        self.attempts += 1
+        if 0 <= self.limit < self.attempts:
+            self._give_up(f"failed {self.attempts} time{'s' if self.attempts != 1 else ''} in a row in "
+                          f"{self.waited():.1f} s (--reconnect-limit {self.limit})", reason)
+        self.check()
+
+    def _give_up(self, what: str, reason: str = "") -> None:
+        reason = redact(reason)
+        reason = reason[len(self.uri) + 2:] if reason.startswith(f"{self.uri}: ") else reason
+        last = f"; last error: {reason}" if reason else ""
+        raise SourceError(f"{self.uri}: giving up: {what}{last} (use --reconnect-limit -1 --reconnect-timeout 0 "
+                          "to retry forever)")
+
+
 class Source:
     """Base: ``open()``, ``read(timeout_s)``, ``close()``; counters ``dropped``/``corrupt``."""
 
@@ -49,6 +90,7 @@ class Source:
         self.spec, self.drop = spec, drop
         self.dropped = 0
         self.corrupt = 0
+        self.corrupt_names: list[str] = []  # the first few unreadable files (image sources)
 
     def open(self) -> None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -58,6 +100,9 @@ class Source:
 
     def close(self) -> None:
         pass
+
+
+MAX_NAMED = 5  # corrupt files named in the log and the summary
 
 
 class ImageSource(Source):
@@ -80,6 +125,12 @@ class ImageSource(Source):
             img = cv2.imread(path, cv2.IMREAD_COLOR)
             if img is None or img.ndim != 3 or img.shape[2] != 3 or min(img.shape[:2]) < 2:
                 self.corrupt += 1
+                if len(self.corrupt_names) < MAX_NAMED:
+                    self.corrupt_names.append(path)
+                if self.corrupt <= MAX_NAMED:
+                    from pipa_edge import log
+
+                    log.warn("run", f"{path}: unreadable image, skipped")
                 continue
             return Frame(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), -1, time.monotonic())
         raise SourceEnded(self.spec.uri)
@@ -245,7 +296,7 @@ class GstSource(Source):
         if ret == Gst.StateChangeReturn.FAILURE:
             _eos, errs, _w = G.bus_errors(self.pipeline)
             self.close()
-            raise SourceLost(f"{self.spec.uri}: cannot start capture" + (f" ({errs[0]})" if errs else ""))
+            raise SourceLost(f"{self.spec.uri}: cannot start capture" + (f" ({redact(errs[0])})" if errs else ""))
 
     def read(self, timeout_s: float = 0.5) -> Frame | None:
         Gst = G.gst()
@@ -255,7 +306,7 @@ class GstSource(Source):
         if sample is None:
             eos, errs, _w = G.bus_errors(self.pipeline)
             if errs:
-                raise SourceLost(f"{self.spec.uri}: {errs[0]}")
+                raise SourceLost(f"{self.spec.uri}: {redact(errs[0])}")
             if eos or self.appsink.is_eos():
                 raise SourceEnded(self.spec.uri)
             return None
@@ -308,10 +359,11 @@ def open_source(spec: SourceSpec, drop: bool | None = None) -> Source:
         if cls is not None:
             return SceneSource(spec, drop, cls)
     if spec.kind == "csi" and not G.has_element("nvarguscamerasrc"):
-        raise SourceError(f"{spec.uri}: CSI camera needs nvarguscamerasrc (Jetson); not installed here")
+        raise SourceError(f"{spec.uri}: CSI camera needs nvarguscamerasrc (Jetson); not installed here",
+                          hint=CAMERA_HINT)
     if spec.kind == "v4l2":
         import os
 
         if not os.path.exists(spec.location):
-            raise SourceError(f"{spec.uri}: camera device {spec.location} does not exist")
+            raise SourceError(f"{spec.uri}: camera device {spec.location} does not exist", hint=CAMERA_HINT)
     return GstSource(spec, drop)

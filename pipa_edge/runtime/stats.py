@@ -38,9 +38,11 @@ class RunSummary:
     preprocess_ms_p50: float | None = None
     temporal_ms_p50: float | None = None  # softmax + EMA + hysteresis
     temporal_pct_of_infer: float | None = None  # sum(temporal) / sum(infer) * 100
+    motion_ms_p50: float | None = None  # flow + warp of the motion-compensated filter (part of temporal)
     render_ms_p50: float | None = None  # overlay + legend
     dropped: int = 0  # frames the capture dropped to stay on the latest one
     corrupt: int = 0  # frames skipped as corrupt/unreadable
+    corrupt_files: list = field(default_factory=list)  # the first few unreadable files (image folders/globs)
     reconnects: int = 0
     flip_rate: float | None = None  # mean fraction of pixels whose label changed frame to frame
     smoothing: dict = field(default_factory=dict)
@@ -51,12 +53,14 @@ class RunSummary:
         return asdict(self)
 
     def write_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        tmp.replace(path)
-        return path
+        """Atomic; a full disk / read-only folder is one line (:class:`~pipa_edge.errors.WriteError`).
+        URIs are redacted (no credentials in the file)."""
+        from pipa_edge.fileio import write_text
+        from pipa_edge.runtime.uri import redact
+
+        d = self.to_dict()
+        d["source"], d["output"] = redact(d["source"]), redact(d["output"])
+        return write_text(path, json.dumps(d, indent=2) + "\n")
 
     def line(self) -> str:
         def ms(v):
@@ -65,7 +69,13 @@ class RunSummary:
         flips = "-" if self.flip_rate is None else f"{100 * self.flip_rate:.2f}%"
         return (f"{self.frames} frames, {self.fps:.1f} fps, latency p50 {ms(self.latency_ms_p50)} ms "
                 f"p99 {ms(self.latency_ms_p99)} ms, age p50 {ms(self.age_ms_p50)} ms, dropped {self.dropped}, "
-                f"corrupt {self.corrupt}, reconnects {self.reconnects}, flip rate {flips}")
+                f"corrupt {self.corrupt}{self._named()}, reconnects {self.reconnects}, flip rate {flips}")
+
+    def _named(self) -> str:
+        if not self.corrupt_files:
+            return ""
+        more = self.corrupt - len(self.corrupt_files)
+        return " (" + ", ".join(Path(f).name for f in self.corrupt_files) + (f" +{more} more" if more > 0 else "") + ")"
 
 
 class StatsTracker:
@@ -86,6 +96,7 @@ class StatsTracker:
         self.infer: deque = deque(maxlen=WINDOW)
         self.pre: deque = deque(maxlen=WINDOW)
         self.temporal: deque = deque(maxlen=WINDOW)
+        self.motion: deque = deque(maxlen=WINDOW)
         self.render: deque = deque(maxlen=WINDOW)
         self.infer_sum = 0.0
         self.temporal_sum = 0.0
@@ -93,8 +104,9 @@ class StatsTracker:
         self.flip_n = 0
         self._win = {"t": self.t_start, "frames": 0, "lat": [], "flip_sum": 0.0, "flip_n": 0}
 
-    def model_step(self, pre_s: float, infer_s: float, temporal_s: float) -> None:
+    def model_step(self, pre_s: float, infer_s: float, temporal_s: float, motion_s: float = 0.0) -> None:
         with self._lock:
+            self.motion.append(motion_s)
             self.inferred += 1
             self.pre.append(pre_s)
             self.infer.append(infer_s)
@@ -150,6 +162,7 @@ class StatsTracker:
                 age_ms_p50=ms(self.age, 50), age_ms_p99=ms(self.age, 99), infer_ms_p50=ms(self.infer, 50),
                 infer_ms_mean=round(1000 * self.infer_sum / self.inferred, 3) if self.inferred else None,
                 preprocess_ms_p50=ms(self.pre, 50), temporal_ms_p50=ms(self.temporal, 50),
+                motion_ms_p50=ms(self.motion, 50),
                 temporal_pct_of_infer=(round(100 * self.temporal_sum / self.infer_sum, 3)
                                        if self.infer_sum > 0 else None),
                 render_ms_p50=ms(self.render, 50),

@@ -22,6 +22,12 @@ to persistence hysteresis on labels (a new label wins after ``k`` consecutive fr
 
 State tensors (batch-first, model resolution): ``ema (B,K,h,w) float32``, ``label (B,h,w) int32``,
 ``pending (B,h,w) int32`` (the candidate being counted, -1 none), ``count (B,h,w) int32``.
+
+Motion compensation (:mod:`pipa_edge.runtime.motion`, ``TemporalFilter(motion=...)``,
+``pipa-edge run --motion``): before each step the state is warped onto the new frame with optical
+flow; pixels failing the forward-backward check are reset (the current frame's probabilities win
+there). The in-graph filter (:class:`TemporalFilterModule`, ``export --stateful``) has no motion
+compensation: its state stays in place, so it suits static cameras (``docs/temporal.md``).
 """
 
 from __future__ import annotations
@@ -114,7 +120,8 @@ class TemporalFilter:
     ``enabled=False`` passes the argmax straight through (the "no smoothing" baseline).
     """
 
-    def __init__(self, alpha: float = 0.5, delta: float = 0.1, persist: int = 3, enabled: bool = True):
+    def __init__(self, alpha: float = 0.5, delta: float = 0.1, persist: int = 3, enabled: bool = True,
+                 motion=None):
         if not 0.0 < alpha <= 1.0:
             raise ValueError(f"smoothing alpha must be in (0, 1], got {alpha}")
         if delta < 0:
@@ -122,12 +129,24 @@ class TemporalFilter:
         if persist < 1:
             raise ValueError(f"hysteresis persistence must be >= 1 frame, got {persist}")
         self.alpha, self.delta, self.persist, self.enabled = float(alpha), float(delta), int(persist), enabled
+        self.motion = motion  # a runtime.motion.MotionCompensator: warps the state before each step
+        self.motion_s = 0.0  # flow + warp time of the latest update (seconds)
         self.state: TemporalState | None = None
 
     def reset(self) -> None:
         self.state = None
+        if self.motion is not None:
+            self.motion.reset()
 
-    def update(self, output: np.ndarray, kind: str = "logits") -> np.ndarray:
+    def _align(self, image) -> None:
+        self.motion_s = 0.0
+        if self.motion is not None and image is not None:
+            self.state = self.motion.align(self.state, image)
+            self.motion_s = self.motion.last.get("flow_s", 0.0) + self.motion.last.get("warp_s", 0.0)
+
+    def update(self, output: np.ndarray, kind: str = "logits", image: np.ndarray | None = None) -> np.ndarray:
+        """Labels ``(B,h,w)`` of one frame. ``image``: the frame the model saw (RGB uint8, any size),
+        used only by a motion compensator to move the state onto this frame first."""
         if kind == "labels":
             labels = np.asarray(output)
             if labels.ndim == 4 and labels.shape[1] == 1:
@@ -137,6 +156,7 @@ class TemporalFilter:
             if self.state is None:
                 b, h, w = labels.shape
                 self.state = TemporalState.empty(b, 0, (h, w), with_probs=False)
+            self._align(image)
             out, self.state = filter_step(None, self.state, self.alpha, self.delta, self.persist, labels=labels)
             return out
         probs = softmax(output) if kind == "logits" else np.asarray(output, np.float32)
@@ -145,6 +165,7 @@ class TemporalFilter:
         if self.state is None:
             b, k, h, w = probs.shape
             self.state = TemporalState.empty(b, k, (h, w))
+        self._align(image)
         out, self.state = filter_step(probs, self.state, self.alpha, self.delta, self.persist)
         return out
 
@@ -155,6 +176,7 @@ def _torch_module():
 
     class TemporalFilterModule(nn.Module):
         """The same step as :func:`filter_step`, in torch ops that export to ONNX (opset 17).
+        No motion compensation (static cameras): the state is blended in place.
 
         ``forward(logits, ema, label, pending, count) -> (label, ema, pending, count)``; pass zeros
         for ``ema`` and -1 for ``label``/``pending`` on the first frame. ``from_logits=False``

@@ -7,7 +7,9 @@ Sources::
     v4l2:///dev/videoN, /dev/videoN
     PATH, file://PATH           a video, an image, a folder of images or a glob of images
     rtsp://[user:pass@]host[:port]/path
-    rtp://@:PORT                RTP/UDP receiver (H.264 by default, ``?codec=h265|mjpeg``);
+    rtp://@:PORT                RTP/UDP receiver (H.264 by default, ``?codec=h265|mjpeg``), bound to
+                                ``?address=IP`` (default 0.0.0.0: every IPv4 interface; 127.0.0.1 =
+                                local senders only; ``::`` = every IPv6 interface);
     rtp://GROUP:PORT            the same, joining an IPv4 multicast group (224.0.0.0-239.255.255.255)
     test://                     the embedded synthetic driving scene (the default)
 
@@ -17,8 +19,13 @@ Outputs::
     PATH.mp4, PATH.mkv          H.264 video file
     rtp://HOST:PORT             H.264 over RTP/UDP
     PATH/ (a folder)            one image per frame (``PATH/%06d.png``, or a printf pattern
-                                such as ``out/frame_%05d.jpg``)
+                                such as ``out/frame_%05d.jpg``; a ``%`` in the folder's own
+                                name is taken literally)
     none                        headless (discard)
+
+Credentials in a URI (``rtsp://user:pass@host/...``) are used to connect but never shown:
+:func:`redact` replaces the userinfo by ``***`` in ``SourceSpec.uri`` (what logs, errors, the
+stats JSON and collected manifests print); only ``SourceSpec.location`` keeps the real URL.
 
 Options go in the query string (``camera0?width=1280&height=720&fps=30``); unknown keys and bad
 values raise :class:`~pipa_edge.errors.SourceError` naming the URI. Nothing here touches
@@ -29,6 +36,7 @@ GStreamer: the specs are turned into elements property by property in
 from __future__ import annotations
 
 import glob as _glob
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,13 +59,23 @@ SOURCE_OPTS: dict[str, dict[str, type]] = {
     "v4l2": {"width": _INT, "height": _INT, "fps": _INT},
     "file": {"fps": _FLOAT},
     "rtsp": {"latency": _INT},
-    "rtp": {"codec": _STR, "latency": _INT},
+    "rtp": {"codec": _STR, "latency": _INT, "address": _STR},
     "test": {"width": _INT, "height": _INT, "fps": _FLOAT, "seed": _INT, "domain": _STR, "live": _BOOL},
 }
 OUTPUT_OPTS: dict[str, dict[str, type]] = {
     "display": {}, "file": {"bitrate": _INT, "fps": _FLOAT}, "rtp": {"bitrate": _INT, "fps": _FLOAT},
     "images": {}, "none": {},
 }
+
+
+_USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#\s@]+@)")
+RTP_DEFAULT_ADDRESS = "0.0.0.0"  # udpsrc's own default, made explicit: every IPv4 interface
+
+
+def redact(uri: str) -> str:
+    """``rtsp://user:pass@cam/live`` → ``rtsp://***@cam/live``; any text: every ``scheme://userinfo@``
+    in it (also inside error messages that quote a URI)."""
+    return _USERINFO_RE.sub(r"\1***@", str(uri))
 
 
 @dataclass
@@ -181,7 +199,34 @@ def _file_source(uri: str, path_text: str, query: str, check_exists: bool) -> So
 
 
 def parse_source(uri: str | None, *, csi_available: bool = False, check_exists: bool = True) -> SourceSpec:
-    """Parse and validate a source URI. ``csi_available`` decides what ``cameraN`` means."""
+    """Parse and validate a source URI. ``csi_available`` decides what ``cameraN`` means.
+
+    The returned ``uri`` and every error message are :func:`redact` ed; ``location`` keeps the
+    credentials a network source needs."""
+    try:
+        spec = _parse_source(uri, csi_available, check_exists)
+    except SourceError as e:
+        raise SourceError(redact(str(e))) from None
+    spec.uri = redact(spec.uri)
+    return spec
+
+
+def _rtp_address(uri: str, opts: dict, group: str) -> str:
+    addr = str(opts.pop("address", "") or "")
+    if group:
+        if addr:
+            raise SourceError(f"{uri}: 'address' is for rtp://@:PORT; a multicast source listens on its group")
+        return group
+    addr = addr.strip("[]") or RTP_DEFAULT_ADDRESS
+    try:
+        ipaddress.ip_address(addr)
+    except ValueError:
+        raise SourceError(f"{uri}: address '{addr}' is not an IP address of this machine (e.g. 0.0.0.0, "
+                          f"127.0.0.1, 192.168.1.10)") from None
+    return addr
+
+
+def _parse_source(uri: str | None, csi_available: bool, check_exists: bool) -> SourceSpec:
     uri = "test://" if uri is None or str(uri).strip() == "" else str(uri).strip()
     if any(ord(c) < 32 for c in uri):
         raise SourceError(f"{uri!r}: control characters in URI")
@@ -252,7 +297,7 @@ def parse_source(uri: str | None, *, csi_available: bool = False, check_exists: 
         codec = opts.setdefault("codec", "h264").lower()
         if codec not in RTP_CODECS:
             raise SourceError(f"{uri}: codec '{codec}' not supported (known: {', '.join(RTP_CODECS)})")
-        return SourceSpec(uri, "rtp", live=True, location=host, port=port, options=opts)
+        return SourceSpec(uri, "rtp", live=True, location=_rtp_address(uri, opts, host), port=port, options=opts)
     raise SourceError(f"{uri}: unknown source scheme '{scheme}://' (known: camera0, csi://, v4l2://, file://, "
                       f"rtsp://, rtp://@:PORT, test://)")
 
@@ -290,20 +335,31 @@ def parse_output(uri: str | None) -> OutputSpec:
     if suffix in OUTPUT_VIDEO_EXT:
         return OutputSpec(uri, "file", location=path, container=suffix[1:],
                           options=_options(uri, query, OUTPUT_OPTS["file"]))
-    if "%" in Path(path).name:
+    if "%" in Path(path).name and not _is_folder(path):
         if suffix not in IMAGE_EXT:
             raise SourceError(f"{uri}: image pattern needs an image suffix ({', '.join(IMAGE_EXT)})")
         try:
             Path(path).name % 1
         except (TypeError, ValueError):
             raise SourceError(f"{uri}: bad frame-number pattern (use e.g. frame_%05d.png)") from None
-        return OutputSpec(uri, "images", location=path, options=_options(uri, query, OUTPUT_OPTS["images"]))
+        location = str(Path(_escape_percent(str(Path(path).parent))) / Path(path).name)
+        return OutputSpec(uri, "images", location=location, options=_options(uri, query, OUTPUT_OPTS["images"]))
     if suffix in VIDEO_EXT:
         raise SourceError(f"{uri}: output container '{suffix}' not supported (use .mp4 or .mkv)")
     if suffix in IMAGE_EXT:
         raise SourceError(f"{uri}: a single image cannot hold a stream; give a folder or a pattern such as "
                           f"{Path(path).stem}_%05d{suffix}")
-    if suffix and not Path(path).is_dir():
+    if suffix and not _is_folder(path):
         raise SourceError(f"{uri}: unknown output type '{suffix}' (use .mp4, .mkv, a folder/, rtp://, display://, none)")
-    return OutputSpec(uri, "images", location=str(Path(path) / "%06d.png"),
+    return OutputSpec(uri, "images", location=str(Path(_escape_percent(path)) / "%06d.png"),
                       options=_options(uri, query, OUTPUT_OPTS["images"]))
+
+
+def _is_folder(path: str) -> bool:
+    return path.endswith(("/", "\\")) or Path(path).is_dir()
+
+
+def _escape_percent(folder: str) -> str:
+    """A folder name is literal text in a frame-number pattern: ``%`` → ``%%`` (printf, GStreamer
+    multifilesink/splitmuxsink locations)."""
+    return folder.replace("%", "%%")

@@ -11,7 +11,8 @@ Layout (``torch.save`` dict, loadable with ``weights_only=True``)::
      "rng_ranks": [rng, ...],                     # under DDP: one per rank
      "iteration": int,                            # optimiser steps done
      "data": {"source": [epoch, position], "target": [epoch, position] | None},
-     "world_size": int, "config": dict, "metrics": dict}
+     "world_size": int, "config": dict, "metrics": dict,
+     "input_size": [H, W], "input_size_from": str}   # the model's size (pipa_edge.models.input_size)
 
 Written atomically (temp file + fsync + rename), so a crash never leaves a torn ``last.pt``.
 """
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from pipa_edge.errors import ModelFileError
+from pipa_edge.models.input_size import size_fields
 from pipa_edge.models.io import FORMAT, atomic_torch_save, read_checkpoint, segmenter_entry
 
 SEG_PREFIX = "segmenter."
@@ -88,6 +90,7 @@ def save_train_state(path: str | Path, *, method, optimizer, scheduler, scaler, 
         "world_size": int(world_size),
         "config": config,
         "metrics": metrics or {},
+        **size_fields(config),  # the model's size: whole-image eval size of the recipe
     }
     if rng_ranks is not None:  # DDP: every rank's RNG state, restored per rank on resume
         obj["rng_ranks"] = rng_ranks
@@ -123,3 +126,15 @@ def restore_method(method: torch.nn.Module, ck: dict, where: str) -> None:
             raise ModelFileError(f"{where}: shape mismatch at '{k}': file {tuple(v.shape)} vs model "
                                  f"{tuple(own[k].shape)}")
     method.load_state_dict(sd, strict=False)
+
+
+def train_next_command(final_path: str | Path, config) -> str:
+    """The ``next:`` hint printed after training: eval on the first val set (else the source) at the
+    model's size (:mod:`pipa_edge.models.input_size`)."""
+    from pipa_edge.models.input_size import size_from_config
+
+    val = config.val_list if hasattr(config, "val_list") else []
+    ds = val[0] if val else config.source
+    hw, _ = size_from_config(config)
+    size = f" --imgsz {hw[0]} {hw[1]}" if hw else ""
+    return f"pipa-edge eval {final_path} --data {ds.type}:{ds.root}:{ds.split}{size}"

@@ -97,6 +97,19 @@ class PreciseBNConfig(StrictModel):
     batch_size: int = Field(8, ge=2)  # batches of one image are not used
 
 
+class LossConfig(StrictModel):
+    """The supervised cross-entropy on labelled source pixels (ignore index excluded).
+
+    ``class_weights``: per-class weights from the source labels' pixel histogram (frequency ``f_c``
+    over labelled pixels, counted once at the start, cached like rare-class counts):
+    ``sqrt_inv_freq`` w_c ∝ f_c^-1/2, ``inv_freq`` w_c ∝ f_c^-1, scaled so that Σ f_c w_c = 1 and
+    capped at ``max_weight``; classes absent from the source get weight 0. Used by ``source_only``
+    and by the adaptation methods' source branch (never by pseudo-label losses)."""
+
+    class_weights: Literal["none", "sqrt_inv_freq", "inv_freq"] = "none"
+    max_weight: float = Field(10.0, gt=0.0)
+
+
 class TrainConfig(StrictModel):
     model: ModelConfig = ModelConfig()
     source: DatasetConfig
@@ -110,8 +123,10 @@ class TrainConfig(StrictModel):
     optim: OptimConfig = OptimConfig()
     eval: EvalConfig = EvalConfig()
     precise_bn: PreciseBNConfig = PreciseBNConfig()
+    loss: LossConfig = LossConfig()
     batch_size: int = Field(2, ge=1)  # per process
     num_workers: int = Field(0, ge=0)
+    threads: Optional[int] = Field(None, ge=0)  # CPU intra-op threads (None/0: OMP_NUM_THREADS or usable CPUs)
     seed: int = 0
     amp: bool = True  # mixed precision on CUDA (always off on CPU)
     device: Literal["auto", "cpu", "cuda"] = "auto"

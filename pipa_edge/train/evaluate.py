@@ -117,6 +117,71 @@ def evaluate(model: Segmenter, dataset, cfg: EvalConfig | None = None, device: t
     return summary
 
 
+def upsample_prediction(out: np.ndarray, kind: str, hw: tuple[int, int]) -> torch.Tensor:
+    """A backend's output ``(B,K,h,w)`` scores or ``(B,h,w)`` labels → ``(B,H,W)`` int64 labels at ``hw``.
+
+    Logits are resized bilinearly (``align_corners=False``) as :meth:`Segmenter.forward` does, then
+    argmax. Probabilities are resized as log-probabilities: ``log p = logits - logsumexp`` and the
+    logsumexp term is the same for every class at a pixel, so the argmax equals that of the resized
+    logits — the exported model at model resolution scores what the ``.pt`` scores. Labels: nearest.
+    """
+    t = torch.from_numpy(np.ascontiguousarray(out))
+    if kind == "labels":
+        lab = t.long()
+        if tuple(lab.shape[-2:]) != tuple(hw):
+            lab = F.interpolate(lab[:, None].float(), size=tuple(hw), mode="nearest")[:, 0].long()
+        return lab
+    x = t.float()
+    if kind == "probs":
+        x = torch.log(x.clamp_min(1e-30))
+    if tuple(x.shape[-2:]) != tuple(hw):
+        x = F.interpolate(x, size=tuple(hw), mode="bilinear", align_corners=False)
+    return x.argmax(1)
+
+
+@torch.no_grad()
+def evaluate_backend(backend, dataset, cfg: EvalConfig | None = None, num_workers: int = 0, desc: str = "eval",
+                     show_progress: bool = True) -> dict:
+    """Score an inference backend (an exported ONNX/engine/OpenVINO model) like :func:`evaluate`.
+
+    Each image is resized to the backend's input size (``meta.input_size``, the deployed size) when it
+    differs, run through ``backend.infer`` and its output resized back to the label size
+    (:func:`upsample_prediction`). Whole-image inference only.
+    """
+    import cv2
+
+    from pipa_edge.errors import ConfigError
+
+    cfg = cfg or EvalConfig()
+    if cfg.mode != "whole":
+        raise ConfigError(f"{desc}: --mode {cfg.mode}: exported models are scored whole-image (--mode whole)")
+    meta = backend.meta
+    classes = meta.classes
+    lut = label_lut(getattr(getattr(dataset, "dataset", dataset), "classes", None), classes)
+    meter = ConfusionMeter(classes.num_classes, classes.ignore_index)
+    mh, mw = meta.input_size
+    n = 0
+    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers)
+    with progress(desc, total=len(dataset), disable=not show_progress) as bar:
+        for batch in loader:
+            if "label" not in batch:
+                raise ValueError(f"{desc}: the dataset has no labels to score against")
+            lab = batch["label"]
+            if lut is not None:
+                lab = lut[lab.clamp(0, 255)]
+            frames = batch["image"].permute(0, 2, 3, 1).numpy()
+            if frames.shape[1:3] != (mh, mw):
+                frames = np.stack([cv2.resize(f, (mw, mh), interpolation=cv2.INTER_LINEAR) for f in frames])
+            out = backend.infer(np.ascontiguousarray(frames, dtype=np.uint8))
+            meter.update(upsample_prediction(out, meta.output, tuple(lab.shape[-2:])), lab)
+            n += frames.shape[0]
+            bar.advance(frames.shape[0])
+    summary = summarize(meter.matrix(), classes.names, cfg.miou_convention)
+    summary["images"] = n
+    summary["mode"] = "whole"
+    return summary
+
+
 def plot_iou_bars(summary: dict, path, title: str = "", palette=None) -> None:
     """Horizontal bar chart of per-class IoU (%) with the mIoU line; classes not in the GT marked n/a."""
     import matplotlib

@@ -22,7 +22,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-__all__ = ["bn_layers", "recompute_bn_stats", "precise_bn_images", "ImageSizeMismatch"]
+__all__ = ["bn_layers", "recompute_bn_stats", "precise_bn_batches", "precise_bn_images", "ImageSizeMismatch"]
 
 
 def bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -79,18 +79,30 @@ class ImageSizeMismatch(ValueError):
         super().__init__(f"images differ in size {self.shapes}")
 
 
-def precise_bn_images(dataset, num_images: int, batch_size: int, device, seed: int = 0):
-    """Batches (uint8 NCHW on ``device``) of up to ``num_images`` items of an eval-transformed dataset.
+def precise_bn_batches(n: int, batch_size: int) -> list[int]:
+    """Sizes of the batches that cover ``n`` images with at most ``batch_size`` each: as few batches
+    as that allows, of near-equal sizes (e.g. 31 at 8 → 8, 8, 8, 7), so no image is dropped and no
+    batch is much smaller than the others (each batch counts once in the average)."""
+    if n <= 0:
+        return []
+    k = -(-n // batch_size)
+    return [n // k + (1 if i < n % k else 0) for i in range(k)]
 
-    A seeded random subset when the dataset is larger, in full batches only. Raises
+
+def precise_bn_images(dataset, num_images: int, batch_size: int, device, seed: int = 0):
+    """Batches (uint8 NCHW on ``device``) of ``min(num_images, len(dataset))`` items of an
+    eval-transformed dataset: a seeded random subset when the dataset is larger, every chosen image
+    used, in near-equal batches of at most ``batch_size`` (:func:`precise_bn_batches`). Raises
     :class:`ImageSizeMismatch` when the images do not all have one size.
     """
     n = len(dataset)
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(n, generator=g)[:min(num_images, n)].tolist()
     shapes: set = set()
-    for i in range(0, len(idx) - batch_size + 1, batch_size):
-        imgs = [torch.as_tensor(dataset[j]["image"]) for j in idx[i:i + batch_size]]
+    start = 0
+    for size in precise_bn_batches(len(idx), batch_size):
+        imgs = [torch.as_tensor(dataset[j]["image"]) for j in idx[start:start + size]]
+        start += size
         shapes.update(tuple(t.shape) for t in imgs)
         if len(shapes) > 1:
             raise ImageSizeMismatch(shapes)

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from pipa_edge.config import dump_config
-from pipa_edge.errors import ConfigError, ModelFileError
+from pipa_edge.errors import ConfigError, ModelFileError, WriteError
+from pipa_edge.fileio import guard_write, remove_folder_of, write_error, write_text
 from pipa_edge.log import next_command, ok, progress, stage, warn
 from pipa_edge.train import dist as dist_utils
 from pipa_edge.train.checkpoint import capture_rng, load_train_state, restore_method, restore_rng, save_train_state
@@ -29,6 +30,8 @@ from pipa_edge.train.config import TrainConfig
 from pipa_edge.train.data import BatchStream, strip_names, to_device
 from pipa_edge.train.optim import WarmupPoly, build_optimizer, build_scheduler
 from pipa_edge.train.scalars import ScalarWriter
+from pipa_edge.threads import describe as describe_threads
+from pipa_edge.threads import set_threads
 
 TARGET_SEED_OFFSET = 7_777_777  # target augmentations draw from a different seed than source ones
 
@@ -152,9 +155,8 @@ class _Trainer:
         cfg, info = self.cfg, self.info
         if self.resume and not self.last_path.is_file():
             raise ConfigError(f"{self.last_path}: nothing to resume (no last.pt in out_dir '{cfg.out_dir}')")
-        if info.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(dump_config(cfg))
+        set_threads(cfg.threads, where="key 'threads'")
+        self.created_out = not self.out.exists()  # a failed start removes what it made (see train())
         torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
         torch.backends.cudnn.deterministic = not cfg.cudnn_benchmark
         seed_everything(cfg.seed)  # identical model init on every rank
@@ -169,6 +171,11 @@ class _Trainer:
         seed_everything(cfg.seed + info.rank)  # per-rank randomness inside the method (mixing, dropout)
         if self.resume:
             self._load(self.last_path)
+        if info.is_main:
+            with guard_write(self.out, "nothing was written"):
+                self.out.mkdir(parents=True, exist_ok=True)
+        from pipa_edge.train.method import configure_loss  # loss.class_weights from the source labels
+        configure_loss(self.method, cfg, self.source, self.out)
         self.src_stream = BatchStream(self.source, cfg.batch_size, cfg.seed, info.rank, info.world,
                                       cfg.num_workers, stream=0, name=f"source {cfg.source.root}",
                                       pin_memory=self.device.type == "cuda", order_fn=self._source_order())
@@ -189,6 +196,8 @@ class _Trainer:
             self.step_module = _Step(self.method)
         self.writer = ScalarWriter(self.out, resume_from=self.start_it if self.resume else None,
                                    enabled=info.is_main)
+        if info.is_main:  # last: a run that fails to start leaves no config.yaml behind
+            write_text(self.out / "config.yaml", dump_config(cfg))
 
     def _load(self, path: Path) -> None:
         ck = load_train_state(path)
@@ -233,6 +242,12 @@ class _Trainer:
             dist.all_gather_object(rng_ranks, capture_rng())
         if not self.info.is_main:
             return
+        kept = (f"the previous {self.last_path.name} is kept" if self.last_path.exists() else "no checkpoint was "
+                f"written") + f"; training stopped at iteration {it}: free space, then rerun with --resume"
+        with guard_write(self.last_path, kept):
+            self._write_state(it, rng_ranks)
+
+    def _write_state(self, it: int, rng_ranks) -> None:
         save_train_state(self.last_path, method=self.method, optimizer=self.opt, scheduler=self.sched,
                          scaler=self.scaler, iteration=it, data=self._data_state(it), world_size=self.info.world,
                          config=self.cfg.model_dump(mode="json"), metrics=self.metrics, rng_ranks=rng_ranks)
@@ -271,8 +286,8 @@ class _Trainer:
                               f"'{pb.images}.resize' so whole images can be batched") from None
         if self.info.is_main:
             if used:
-                stage("train", f"precise BN: statistics re-estimated on {used} × {pb.batch_size} whole "
-                               f"{pb.images} images")
+                stage("train", f"precise BN: statistics re-estimated on {min(pb.num_images, len(ds))} whole "
+                               f"{pb.images} images ({used} batches of <= {pb.batch_size})")
             else:
                 warn("train", f"precise BN: fewer than {pb.batch_size} {pb.images} images; statistics unchanged")
 
@@ -295,7 +310,8 @@ class _Trainer:
             stage("train", f"{cfg.method} · {cfg.model.arch} ({cfg.model.classes}) on {self.device}"
                            f"{f' × {info.world} processes' if info.distributed else ''} · source "
                            f"{len(self.source)} images{n_t} · {max_it} iterations · batch {cfg.batch_size}"
-                           f"{' · AMP' if self.amp else ''}")
+                           f"{' · AMP' if self.amp else ''}"
+                           f"{f' · {describe_threads()}' if self.device.type == 'cpu' else ''}")
             if not self.writer.tensorboard:
                 stage("train", f"scalars → {self.writer.path} (TensorBoard not installed: CSV only)")
         autocast = torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()
@@ -348,14 +364,16 @@ class _Trainer:
         if not in_sync:
             warn("train", "DDP ranks ended with different weights")
         if info.is_main:
+            from pipa_edge.models.input_size import size_fields
             from pipa_edge.models.io import save_segmenter
+            from pipa_edge.train.checkpoint import train_next_command
 
             save_segmenter(self.final_path, self.method.segmenter, kind="final", iteration=max_it,
-                           metrics=self.metrics, config=cfg.model_dump(mode="json"), method=cfg.method)
+                           metrics=self.metrics, config=cfg.model_dump(mode="json"), method=cfg.method,
+                           **size_fields(cfg))
             self.writer.close()
             ok("train", f"done: {self.final_path} (full state: {self.last_path})")
-            first_val = cfg.val_list[0] if cfg.val_list else cfg.source
-            next_command(f"pipa-edge eval {self.final_path} --data {first_val.type}:{first_val.root}:{first_val.split}")
+            next_command(train_next_command(self.final_path, cfg))  # eval at the model's size (--imgsz)
         dist_utils.barrier(info)
         return TrainResult(self.final_path, self.last_path, max_it, dict(self.metrics), self.out, in_sync,
                            self.method.segmenter)
@@ -365,7 +383,20 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     """Train ``cfg.method`` on ``cfg.source`` (+ ``cfg.target``); see the module docstring."""
     t = _Trainer(cfg, resume)
     try:
-        t.setup()
+        try:
+            t.setup()
+        except BaseException:
+            if getattr(t, "created_out", False):  # a failed start leaves no folder of caches behind
+                remove_folder_of(t.out, ("scalars.csv", "rcs_counts.json"))
+            raise
         return t.run()
+    except WriteError:
+        raise
+    except BaseException as e:  # a full disk / read-only folder anywhere else (scalars, final.pt): one line
+        err = write_error(t.out, e, kept=f"checkpoints so far are in {t.out}")
+        if err is None:
+            raise
+        raise err from None
     finally:
         dist_utils.teardown(t.info)
+

@@ -63,7 +63,7 @@ def load_backend(path: str | Path, backend: str | None = None, **opts) -> Backen
         raise ModelFileError(f"{p}: model file not found")
     missing = [m for m in _REQUIRES[name] if not _has(m)]
     if missing:
-        extra = {"tensorrt": "tensorrt", "openvino": "openvino"}.get(name)
+        extra = {"tensorrt": "tensorrt", "openvino": "openvino", "torch": "train"}.get(name)
         hint = f"; pip install 'pipa-edge[{extra}]'" if extra else ""
         need = ", ".join(m.replace("|", " or ") for m in missing)
         raise BackendUnavailable(f"{p}: backend '{name}' needs {need}, which is not installed{hint}")

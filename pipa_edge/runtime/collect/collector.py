@@ -78,7 +78,9 @@ class Collector:
         self.cfg = cfg or CollectConfig()
         self.classes = classes
         self.model_info = dict(model_info or {})
-        self.source = str(source)
+        from pipa_edge.runtime.uri import redact
+
+        self.source = redact(str(source))  # no credentials in the manifest
         self.store = Store(out_dir, classes)
         if self.store.cleaned:
             warn("collect", f"{out_dir}: removed {len(self.store.cleaned)} orphan file(s) left by an interrupted run")

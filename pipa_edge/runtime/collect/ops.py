@@ -95,7 +95,12 @@ def verify_collection(root: str | Path, check_hashes: bool = True, decode: bool 
                 problems.append(f"{name}: label shape {lab.shape} does not match image {img.shape[:2]}")
             elif np.any((lab >= k) & (lab != 255)):
                 problems.append(f"{name}: label has values outside 0..{k - 1} and 255")
-    return {"entries": len(live), "problems": problems, "orphans": find_orphans(root, live)}
+    from pipa_edge.runtime.collect.store import torn_tail
+
+    rep = {"entries": len(live), "problems": problems, "orphans": find_orphans(root, live)}
+    if torn_tail(root):  # a cut-short last manifest line (dropped at the next collection start)
+        rep["torn_tail_bytes"] = torn_tail(root)
+    return rep
 
 
 def prune_collection(root: str | Path, *, max_bytes: int | None = None, max_samples: int | None = None,

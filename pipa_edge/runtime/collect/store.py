@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipa_edge import fileio
 from pipa_edge.data.classes import ClassSet
 from pipa_edge.errors import DataError
 
@@ -60,22 +61,19 @@ def fsync_dir(path: Path) -> None:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp name in the same folder, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """:func:`pipa_edge.fileio.atomic_write` of ``data`` that re-raises the raw ``OSError``
+    (the collector decides what a full disk means: stop collecting, keep segmenting)."""
+    fileio.atomic_write(path, lambda f: _write_all(f.fileno(), data), guard=False)
+
+
+def torn_tail(root: Path) -> int:
+    """Bytes after the manifest's last newline: a line whose write was cut short (0 when none).
+    :meth:`Store.open` drops it; ``collect verify`` reports it."""
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        return 0
+    raw = path.read_bytes()
+    return len(raw) - (raw.rfind(b"\n") + 1)
 
 
 def read_manifest(root: Path) -> tuple[list[dict], list[str], int]:

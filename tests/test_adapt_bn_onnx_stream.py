@@ -1,0 +1,75 @@
+"""`run --collect DIR --adapt-every N`: re-estimated models swap in between frames; a failure keeps the model."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _export_util import quick_cfg  # noqa: E402
+from test_adapt_bn_onnx import _trained_like, _write_frames  # noqa: E402
+
+pytest.importorskip("torch")
+
+ACCEPT_ALL = ["thresholds.value=0", "min_confident_fraction=0", "max_mean_entropy=1", "min_blur_var=0",
+              "min_interval_s=0", "stability.frames=1", "dedup.enabled=false", "queue_size=64"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    from pipa_edge.export.exporter import export
+
+    d = tmp_path_factory.mktemp("lraspp")
+    return export(_trained_like("lraspp-mbv3", d), quick_cfg(d)).files["onnx"]
+
+
+def _stream(model, tmp_path, frames: int = 160):
+    from pipa_edge.runtime.pipeline import run_stream
+
+    _write_frames(tmp_path / "cam", 12)
+    seen = []
+
+    def slow(f, labels):  # a camera's pace: leaves the background re-estimation time to finish
+        seen.append(f.index)
+        time.sleep(0.03)
+
+    summary = run_stream(str(tmp_path / "cam"), "none", str(model), loop=True, drop=False, max_frames=frames,
+                         collect=str(tmp_path / "coll"), collect_set=ACCEPT_ALL, adapt_every=8, on_frame=slow,
+                         log_stats=False)
+    return summary, seen
+
+
+def test_adapt_every_swaps_between_frames(model, tmp_path, capsys):
+    summary, seen = _stream(model, tmp_path)
+    cap = capsys.readouterr()
+    out = cap.out + cap.err
+    adapted = sorted((tmp_path / "coll-adapted").glob("*.a*.onnx"))
+    assert adapted, out[-2000:]
+    assert "swapped in lraspp-mbv3.a1.onnx between frames" in out.replace("\n", " ")
+    assert len(seen) == 160 and summary.dropped == 0  # the stream went on through the swap
+
+
+def test_failed_adaptation_keeps_the_model(model, tmp_path, capsys, monkeypatch):
+    import pipa_edge.export.bn_adapt as bn_adapt
+
+    def broken(*a, **k):
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(bn_adapt, "adapt_bn_onnx", broken)
+    summary, seen = _stream(model, tmp_path, frames=60)
+    cap = capsys.readouterr()
+    out = (cap.out + cap.err).replace("\n", " ")
+    assert "kept the current model" in out and "simulated failure" in out
+    assert len(seen) == 60 and not list((tmp_path / "coll-adapted").glob("*.onnx"))
+
+
+def test_adapt_every_needs_collect_and_an_onnx(model, tmp_path):
+    from pipa_edge.errors import ConfigError
+    from pipa_edge.runtime.pipeline import run_stream
+
+    _write_frames(tmp_path / "cam", 2)
+    with pytest.raises(ConfigError, match="--adapt-every needs --collect"):
+        run_stream(str(tmp_path / "cam"), "none", str(model), adapt_every=8, log_stats=False)
