@@ -104,30 +104,33 @@ def _open_new(folder: Path, name: str) -> tuple[int, Path]:
 
 
 def atomic_write(path: str | Path, write: Callable[[IO], None], binary: bool = True, *, guard: bool = True,
-                 kept: str | None = None) -> Path:
+                 kept: str | None = None, fsync: bool = True) -> Path:
     """Write through ``write(file)`` to a temp file in the same folder, fsync, then rename over ``path``.
 
     A crash at any moment leaves either the old file or the new one, never a partial file. The
     result gets ordinary permissions (``0666 & ~umask``). With ``guard`` (default) a full disk /
     missing permission / read-only folder raises :class:`WriteError` naming ``path`` and what
     was kept (``kept``, default: the previous file or nothing); ``guard=False`` re-raises the
-    ``OSError`` (the collector decides itself what a full disk means).
+    ``OSError`` (the collector decides itself what a full disk means). ``fsync=False`` skips the
+    fsync (still no partial file after a process crash; after a power loss the file may be empty):
+    for per-frame outputs, where an fsync per frame is slow on eMMC/SD cards.
     """
     path = Path(path)
     if not guard:
-        return _atomic_write(path, write, binary)
+        return _atomic_write(path, write, binary, fsync)
     with guard_write(path, kept if kept is not None else _kept(path)):
-        return _atomic_write(path, write, binary)
+        return _atomic_write(path, write, binary, fsync)
 
 
-def _atomic_write(path: Path, write: Callable[[IO], None], binary: bool) -> Path:
+def _atomic_write(path: Path, write: Callable[[IO], None], binary: bool, fsync: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _open_new(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -110,3 +110,40 @@ def test_missing_companion_is_one_line(model, tmp_path):
     shutil.copyfile(model.with_name(model.name + ".json"), tmp_path / "lone.onnx.json")
     with pytest.raises(ModelFileError, match="no BN adaptation data"):
         adapt_bn_onnx(lone, tmp_path, tmp_path / "x.onnx", show_progress=False)
+
+
+def test_sessions_closed_and_int8_engine_calibrates_on_the_video(model, tmp_path, monkeypatch):
+    """The statistics graph and the two label-change sessions are closed; ``--engine --precision int8``
+    from a video calibrates on that video's frames (TensorRT is not here: export_from_onnx is replaced
+    by a recorder of the folder it would calibrate on)."""
+    import cv2
+
+    import pipa_edge.export.from_onnx as from_onnx
+    from pipa_edge.export.bn_adapt import StatsGraph, adapt_bn_onnx
+    from pipa_edge.runtime.backends.ort_backend import OrtBackend
+
+    path = tmp_path / "clip.mp4"
+    imgs = _frames(12, 2)
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (imgs[0].shape[1], imgs[0].shape[0]))
+    for img in imgs:
+        vw.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    vw.release()
+    closed = []
+    for cls in (StatsGraph, OrtBackend):
+        real = cls.close
+        monkeypatch.setattr(cls, "close", lambda self, real=real: closed.append(type(self).__name__) or real(self))
+    seen = {}
+
+    def fake_export(onnx_path, cfg):
+        folder = Path(cfg.int8.calib)
+        seen["calib"] = folder
+        seen["frames"] = [cv2.imread(str(p)).shape for p in sorted(folder.glob("*.png"))]
+        return type("R", (), {"deployed": tmp_path / "fake.engine"})()
+
+    monkeypatch.setattr(from_onnx, "export_from_onnx", fake_export)
+    rep = adapt_bn_onnx(model, path, tmp_path / "a.onnx", num_frames=12, batch_size=4, engine=True,
+                        engine_precision="int8", show_progress=False)
+    assert sorted(closed) == ["OrtBackend", "OrtBackend", "StatsGraph"], closed
+    assert rep["engine"] == str(tmp_path / "fake.engine") and rep["labels_changed"] is not None
+    assert seen["frames"] == [(*SIZE, 3)] * 12  # the video's 12 frames at the model size, not synthetic ones
+    assert not seen["calib"].exists()  # the temporary folder is removed after the build

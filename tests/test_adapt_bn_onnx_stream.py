@@ -73,3 +73,67 @@ def test_adapt_every_needs_collect_and_an_onnx(model, tmp_path):
     _write_frames(tmp_path / "cam", 2)
     with pytest.raises(ConfigError, match="--adapt-every needs --collect"):
         run_stream(str(tmp_path / "cam"), "none", str(model), adapt_every=8, log_stats=False)
+
+
+def test_bad_adapt_options_open_nothing(model, tmp_path):
+    """A ConfigError from --adapt-every comes before the collector (thread + folder lock) is opened."""
+    import threading
+
+    from pipa_edge.errors import ConfigError
+    from pipa_edge.runtime.pipeline import run_stream
+
+    _write_frames(tmp_path / "cam", 2)
+    with pytest.raises(ConfigError, match="--adapt-every 4: need at least 8"):
+        run_stream(str(tmp_path / "cam"), "none", str(model), collect=str(tmp_path / "coll"), adapt_every=4,
+                   log_stats=False)
+    assert not any(t.name == "pipa-collect" for t in threading.enumerate())
+    assert not (tmp_path / "coll").exists()
+
+
+class _FakeBackend:
+    def __init__(self):
+        from types import SimpleNamespace
+
+        self.meta = SimpleNamespace(input_size=(32, 64), output="logits")
+        self.closed = 0
+
+    def infer(self, x):
+        return x
+
+    def close(self):
+        self.closed += 1
+
+
+def test_close_while_adapting_closes_the_late_backend_once(model, tmp_path, monkeypatch):
+    """close() gives up waiting; the re-estimation that finishes later must not publish its backend."""
+    import threading
+    from types import SimpleNamespace
+
+    import pipa_edge.export.bn_adapt as bn_adapt
+    import pipa_edge.runtime.backends as backends
+    from pipa_edge.runtime.adapt_swap import AdaptSwap
+
+    go, loaded = threading.Event(), []
+
+    def slow_adapt(*a, **k):
+        go.wait(10)
+        return {"frames": {"count": 8}, "seconds": 0.1, "change": {"mean_abs_dmean_sd": 0.1, "mean_abs_dlogvar": 0.1}}
+
+    def load(*a, **k):
+        loaded.append(_FakeBackend())
+        return loaded[-1]
+
+    monkeypatch.setattr(bn_adapt, "adapt_bn_onnx", slow_adapt)
+    monkeypatch.setattr(backends, "load_backend", load)
+    swap = AdaptSwap(model, tmp_path / "coll", 8, SimpleNamespace(n_saved=8))
+    running = _FakeBackend()
+    assert swap.between_frames(running) is running and swap._job.is_alive()
+    summary = swap.close(timeout=0.05)
+    assert swap._job.is_alive() and summary["swaps"] == 0
+    go.set()
+    swap._job.join(10)
+    assert len(loaded) == 1 and loaded[0].closed == 1  # closed by the late job, exactly once
+    assert swap._ready is None and swap._owned == []
+    assert swap.between_frames(running) is running and running.closed == 0
+    swap.close()
+    assert loaded[0].closed == 1

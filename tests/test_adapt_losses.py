@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipa_edge.adapt.distill import distill_loss
-from pipa_edge.adapt.patch_contrast import Box, PatchContrast, box_iou, locate, cell_coords, make_views
+from pipa_edge.adapt.patch_contrast import (Box, PatchContrast, box_iou, boxes_tensor, cell_coords,
+                                             cell_coords_batched, locate_batched, make_views)
 from pipa_edge.adapt.pixel_contrast import PixelContrast
 from pipa_edge.adapt.sampling import RandomSampler, TaskSmartSampler, info_nce
 
@@ -38,7 +39,8 @@ def test_pixel_contrast_hand_example():
     z = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [0.0, 1.0]])
     y = torch.tensor([0, 0, 1, IG])
     pc = PixelContrast(2, 2, IG, proj_dim=4, temperature=tau, anchors_per_class=10, negatives_per_anchor=10)
-    loss = pc.loss_from_embeddings(z, y)
+    pc.head = _Norm()  # the embeddings are given: the 4 cells of a (1, 2, 1, 4) map, labels at that size
+    loss = pc(z.t().reshape(1, 2, 1, 4), y.view(1, 1, 4))
     # anchor 0: pos {1} s=1.2, neg {2} s=0; anchor 1: pos {0} s=1.2, neg {2} s=1.6; anchor 2 has no positive
     exp = (_nll(1.2, [0.0]) + _nll(1.2, [1.6])) / 2
     assert loss.item() == pytest.approx(exp, rel=1e-5)
@@ -124,7 +126,9 @@ def test_view_alignment_maps_the_same_image_pixel():
         flips += int(b1.flip) + int(b2.flip)
         c1 = cell_coords(b1, f1.shape[-2:]).reshape(-1, 2)
         assert torch.allclose(f1[b, :2].reshape(2, -1).t(), c1, atol=1e-3)  # cell coords = what the crop shows
-        loc, inside = locate(c1, b2, f2.shape[-2:])
+        assert torch.allclose(cell_coords_batched(boxes_tensor([b1]), f1.shape[-2:])[0], c1)
+        loc, inside = locate_batched(c1[None], boxes_tensor([b2]), f2.shape[-2:])
+        loc, inside = loc[0], inside[0]
         assert inside.sum() > 5
         sampled = F.grid_sample(f2[b:b + 1, :2], loc[inside].view(1, -1, 1, 2), mode="bilinear",
                                 align_corners=False).view(2, -1).t()
@@ -181,16 +185,45 @@ def test_distill_loss_hand_example():
     assert loss.item() == pytest.approx(kd + math.log(2), rel=1e-5)
 
 
-def test_pixel_contrast_head_on_sampled_cells_equals_full_map():
-    """The pointwise head on the sampled cells only gives the same loss as on the whole map."""
+def _pixel_losses(train: bool):
+    """Loss of ``PixelContrast`` with the head on the sampled cells only (its forward) and with the head
+    on the whole map (the same cells sampled), plus the head's BatchNorm input on the sampled cells."""
     torch.manual_seed(0)
-    pc = PixelContrast(8, 3, IG, proj_dim=4, anchors_per_class=6, negatives_per_anchor=5).eval()
-    f = torch.randn(2, 8, 4, 4)
-    lab = torch.randint(0, 3, (2, 4, 4))
+    pc = PixelContrast(8, 3, IG, proj_dim=4, anchors_per_class=4, negatives_per_anchor=5).train(train)
+    f = torch.randn(2, 8, 8, 8)
+    lab = torch.randint(0, 3, (2, 8, 8))
     lab[0, 0] = IG
+    seen = []
+    hook = pc.head.net[1].register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach()))
     torch.manual_seed(1)
     sparse = pc(f, lab)
-    z = pc.head(f).permute(0, 2, 3, 1).reshape(-1, 4)
+    hook.remove()
+    head, pc.head = pc.head, _Norm()  # the whole map projected first; the loss then only normalises again
+    whole = lambda: pc(head(f), lab)  # noqa: E731
+    return pc, head, sparse, whole, f, seen[0]
+
+
+def test_pixel_contrast_head_on_sampled_cells_equals_full_map_in_eval_mode():
+    """Eval mode (running BN statistics): the head on the sampled cells only = the head on the whole map."""
+    pc, _, sparse, whole, f, _ = _pixel_losses(train=False)
+    assert pc.last_stats["candidates"] < f.shape[0] * f.shape[2] * f.shape[3]  # a strict subset was projected
     torch.manual_seed(1)
-    full = pc.loss_from_embeddings(z, lab.reshape(-1))
-    assert sparse.item() == pytest.approx(full.item(), rel=1e-5)
+    assert sparse.item() == pytest.approx(whole().item(), rel=1e-5)
+
+
+def test_pixel_contrast_head_on_sampled_cells_differs_in_train_mode_only_by_bn_statistics():
+    """Train mode (what adaptation uses): the head's BatchNorm normalises with the sampled cells' batch
+    statistics, so the loss is not that of the whole map; it is the whole-map loss with the BatchNorm
+    fed exactly those statistics."""
+    pc, head, sparse, whole, f, x = _pixel_losses(train=True)
+    assert pc.last_stats["candidates"] < f.shape[0] * f.shape[2] * f.shape[3]
+    torch.manual_seed(1)
+    with torch.no_grad():
+        full_batch_stats = whole().item()  # BN over all B*h*w cells
+    assert sparse.item() != pytest.approx(full_batch_stats, rel=1e-4)
+    bn = head.net[1]
+    bn.running_mean.copy_(x.mean((0, 2, 3)))
+    bn.running_var.copy_(x.var((0, 2, 3), unbiased=False))
+    bn.eval()  # the whole map normalised with the sampled cells' statistics
+    torch.manual_seed(1)
+    assert sparse.item() == pytest.approx(whole().item(), rel=1e-5)

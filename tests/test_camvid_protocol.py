@@ -120,6 +120,13 @@ def test_precise_bn_batches_cover_every_image(n, bs, sizes):
     assert precise_bn_batches(n, bs) == sizes
 
 
+def test_one_batching_function_for_precise_bn_and_onnx_bn_adaptation():
+    from pipa_edge.batching import near_equal_batches
+    from pipa_edge.export.bn_adapt import batch_sizes
+
+    assert precise_bn_batches is near_equal_batches and batch_sizes is near_equal_batches
+
+
 def test_precise_bn_uses_all_31_images(tmp_path):
     root = make_folder_dataset(tmp_path / "d", SYNTH11, n=31, size=(8, 8))
     ds = build_eval_dataset({"type": "folder", "root": str(root), "classes": "synth11"})

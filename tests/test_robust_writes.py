@@ -234,3 +234,35 @@ def test_cli_safety_net_for_any_unguarded_write(monkeypatch, capsys):
     monkeypatch.setattr(train_cli, "run", other)
     with pytest.raises(OSError):  # not a machine write failure: an ordinary exception
         main(["train", "r.yaml"])
+
+
+def test_per_frame_sinks_skip_fsync_but_write_frames_and_name_the_path(tmp_path, monkeypatch):
+    """ImageFolderSink / LabelFolderWriter write every frame without an fsync (slow on eMMC/SD); a full
+    disk is still one WriteError naming the frame's path. Checkpoint-style writes still fsync."""
+    import numpy as np
+
+    from pipa_edge.runtime.sinks import ImageFolderSink, LabelFolderWriter
+    from pipa_edge.runtime.uri import OutputSpec
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(fileio.os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    sink = ImageFolderSink(OutputSpec("x", "images", str(tmp_path / "img" / "%06d.png")))
+    sink.open((8, 8), 10.0)
+    labels = LabelFolderWriter(tmp_path / "lab")
+    for i in range(2):
+        sink.write(np.full((8, 8, 3), 40 * i, np.uint8))
+        labels.write(i, np.full((4, 4), i, np.int64), (8, 8))
+    assert sorted(p.name for p in (tmp_path / "img").iterdir()) == ["000000.png", "000001.png"]
+    assert sorted(p.name for p in (tmp_path / "lab").iterdir()) == ["000000.png", "000001.png"]
+    assert synced == []
+    fileio.write_text(tmp_path / "report.json", "{}")
+    assert len(synced) == 1
+    real = os.fdopen
+    monkeypatch.setattr(fileio.os, "fdopen", lambda fd, mode="r", *a, **kw: _FullFile(real(fd, mode, *a, **kw), 10))
+    with pytest.raises(WriteError) as e:
+        sink.write(np.zeros((8, 8, 3), np.uint8))
+    assert str(e.value).startswith(f"{tmp_path / 'img' / '000002.png'}: cannot write (no space left on device)")
+    with pytest.raises(WriteError, match=r"000002\.png: cannot write .*2 label file\(s\) written before are kept"):
+        labels.write(2, np.zeros((4, 4), np.int64), (8, 8))
+    assert _no_temp_left(tmp_path / "img") and _no_temp_left(tmp_path / "lab")

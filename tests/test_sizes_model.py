@@ -117,6 +117,17 @@ def test_old_checkpoint_falls_back_with_a_warning(tmp_path, warns):
     assert any("old.pt" in w and "records no input size" in w for w in warns)
 
 
+def test_run_falls_back_to_the_export_fallback_size(tmp_path, warns, monkeypatch):
+    """`pipa-edge run` uses export.config.FALLBACK_IMGSZ (no second literal) for such a checkpoint."""
+    import pipa_edge.export.config as export_config
+    from pipa_edge.cli.run import checkpoint_size
+
+    ck = _ckpt(tmp_path, size=None, name="old.pt")
+    monkeypatch.setattr(export_config, "FALLBACK_IMGSZ", (64, 128))
+    assert checkpoint_size(str(ck)) == (64, 128)
+    assert any("old.pt" in w and "running at 64x128" in w for w in warns)
+
+
 def test_size_the_network_cannot_run_is_one_line_error(tmp_path):
     ck = _ckpt(tmp_path, "deeplabv3plus-mbv2", size=(90, 120))  # skip concat needs a multiple of 16
     with pytest.raises(ConfigError, match=r"deeplabv3plus-mbv2 cannot run at 90x120") as e:

@@ -91,20 +91,6 @@ def view_grid(box: Box, out_hw: tuple[int, int], image_hw: tuple[int, int], devi
     return torch.stack([2 * c[..., 0] / W - 1, 2 * c[..., 1] / H - 1], dim=-1)
 
 
-def locate(coords: torch.Tensor, box: Box, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Image points ``(..., 2)`` → normalised ``grid_sample`` coordinates in ``box``'s ``size`` grid,
-    and whether they lie inside its grid of cell centres (where bilinear sampling is exact)."""
-    fh, fw = size
-    tx = (coords[..., 0] - box.x0) / box.w
-    ty = (coords[..., 1] - box.y0) / box.h
-    if box.flip:
-        tx = 1.0 - tx
-    jx, jy = tx * fw - 0.5, ty * fh - 0.5
-    eps = 1e-4
-    inside = (jx >= -eps) & (jx <= fw - 1 + eps) & (jy >= -eps) & (jy <= fh - 1 + eps)
-    return torch.stack([2 * tx - 1, 2 * ty - 1], dim=-1), inside
-
-
 def make_views(img: torch.Tensor, out_hw: tuple[int, int], scale=(0.5, 0.9), iou=(0.3, 0.7), flip: bool = True,
                photometric: bool = True, generator: Optional[torch.Generator] = None):
     """Two views of each image of ``img (n, 3, H, W)`` float [0,255] → ``(v1, v2, boxes)``."""
@@ -138,7 +124,9 @@ def cell_coords_batched(bt: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
 
 
 def locate_batched(coords: torch.Tensor, bt: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`locate` for ``coords (N, P, 2)`` in boxes ``bt (N, 5)``."""
+    """Image points ``coords (N, P, 2)`` → normalised ``grid_sample`` coordinates in the ``size`` grid of
+    boxes ``bt (N, 5)``, and whether they lie inside its grid of cell centres (where bilinear sampling
+    is exact)."""
     fh, fw = size
     tx = (coords[..., 0] - bt[:, None, 1]) / bt[:, None, 3]
     ty = (coords[..., 1] - bt[:, None, 0]) / bt[:, None, 2]

@@ -7,11 +7,18 @@ resolution (source GT and confident target pseudo-labels; everything else = igno
                                                          optionally boundary cells (winner < min_purity) too
     anchors a (class-balanced, <= N per class, from the sampler), candidates c (anchors + a random
     class-balanced pool)
-    z_c = normalize(g(f_c))               (M, D)         g: training-only pointwise projection head,
-                                                         run on the sampled cells only
+    z_c = normalize(g(f_c))               (M, D)         g: training-only projection head (1x1 convs +
+                                                         BatchNorm), run on the sampled cells only
     s_ac = z_a . z_c / tau
     P_a = {c != a : y'_c = y'_a},  N_a = sampler.negatives(s, y'_c != y'_a, k)
     L = mean_a  -1/|P_a| sum_{p in P_a} log( e^{s_ap} / (e^{s_ap} + sum_{n in N_a} e^{s_an}) )
+
+BatchNorm caveat: the head is pointwise except for its BatchNorm. In eval mode (running statistics)
+projecting only the sampled cells gives exactly the loss of projecting the whole map and indexing it.
+In train mode, which is what adaptation uses, the BatchNorm normalises with the mean/variance of the
+M sampled cells, not of all B*h*w cells, so the two losses differ (slightly) and the running
+statistics track the sampled cells. The training uses the sampled-cells form (cheaper); the head is
+dropped at export, so this only affects training.
 """
 
 from __future__ import annotations
@@ -71,19 +78,13 @@ class PixelContrast(nn.Module):
         """Projected, normalised embeddings ``(M, D)`` of decoder feature cells ``(M, C)``."""
         return self.head(cells.view(*cells.shape, 1, 1)).view(cells.shape[0], -1)
 
-    def loss_from_embeddings(self, z: torch.Tensor, y: torch.Tensor, score: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``z (P, D)`` normalised embeddings, ``y (P,)`` labels at the same cells, ``score (P,)``."""
-        a_idx, c_idx = self._select(y, score)
-        if a_idx.numel() < 2:
-            self.last_stats = {"anchors": float(a_idx.numel())}
-            return z.sum() * 0.0
-        return self._loss(z[a_idx], z[c_idx], a_idx, c_idx, y)
-
     def forward(self, features: torch.Tensor, labels: torch.Tensor, score: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``features (B, C, h, w)``, ``labels (B, H, W)`` (ignore = unknown), ``score (B, h, w)``.
 
-        Cells are sampled from the labels first; the (pointwise) projection head then runs only on
-        the sampled cells, not on the whole feature map (same result, a fraction of the cost)."""
+        Cells are sampled from the labels first; the projection head then runs only on the sampled
+        cells, not on the whole feature map (a fraction of the cost). Identical to projecting the
+        whole map in eval mode only: in train mode the head's BatchNorm uses the sampled cells'
+        batch statistics (see the module docstring)."""
         b, c, h, w = features.shape
         y = labels if labels.shape[-2:] == (h, w) else downsample_labels(
             labels, (h, w), self.num_classes, self.ignore_index, self.min_valid, self.min_purity)

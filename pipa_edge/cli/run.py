@@ -86,14 +86,17 @@ def _parse_hw(text: str | None):
 
 
 def checkpoint_size(path: str) -> tuple[int, int]:
-    """The input size a checkpoint records (:mod:`pipa_edge.models.input_size`); 512x1024 with a warning."""
+    """The input size a checkpoint records (:mod:`pipa_edge.models.input_size`); else
+    :data:`~pipa_edge.export.config.FALLBACK_IMGSZ` with a warning."""
     from pipa_edge import log
+    from pipa_edge.export.config import FALLBACK_IMGSZ
     from pipa_edge.models.input_size import checkpoint_input_size
 
     hw, origin = checkpoint_input_size(path)
     if hw is None:
-        hw = (512, 1024)
-        log.warn("run", f"{path}: the checkpoint records no input size; running at 512x1024 (pass --input-size HxW)")
+        hw = tuple(FALLBACK_IMGSZ)
+        log.warn("run", f"{path}: the checkpoint records no input size; running at {hw[0]}x{hw[1]} "
+                        "(pass --input-size HxW)")
     else:
         log.stage("run", f"input size {hw[0]}x{hw[1]} ({origin})")
     return hw

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipa_edge.batching import near_equal_batches as batch_sizes
 from pipa_edge.errors import ConfigError, DataError, ModelFileError
 from pipa_edge.export.bn_refold import BNLayer, refold
 from pipa_edge.runtime.backends.base import Backend
@@ -112,13 +113,8 @@ class StatsGraph(Backend):
         o = self.session.run(self._outs, {self._in: self.preprocess(frames)})
         return [(o[i].astype(np.float64), o[i + 1].astype(np.float64)) for i in range(0, len(o), 2)]
 
-
-def batch_sizes(n: int, batch_size: int) -> list[int]:
-    """Near-equal batches of at most ``batch_size`` covering ``n`` frames (as precise BN's batching)."""
-    if n <= 0:
-        return []
-    k = -(-n // batch_size)
-    return [n // k + (1 if i < n % k else 0) for i in range(k)]
+    def close(self) -> None:
+        self.session = None
 
 
 def estimate(runner: StatsGraph, frames, count: int, batch_size: int, bar=None, keep: list | None = None):
@@ -189,9 +185,9 @@ def adapt_bn_onnx(model: str | Path, frames: str | Path, out: str | Path | None 
         raise DataError(f"--frames {frames}: {fs.count} frame(s) found; need at least {max(min_frames, 2)} "
                         "to re-estimate BatchNorm statistics")
     log.stage(STAGE, f"{src.name}: {len(layers)} BN layer(s); statistics from {fs.describe()}")
-    runner = StatsGraph(stats_path, meta, providers)
     t0, first = time.perf_counter(), []
-    with log.progress("adapt-bn: BN statistics", fs.count, disable=not show_progress) as bar:
+    with StatsGraph(stats_path, meta, providers) as runner, \
+            log.progress("adapt-bn: BN statistics", fs.count, disable=not show_progress) as bar:
         new, used = estimate(runner, fs.frames(tuple(meta.input_size)), fs.count, batch_size, bar, first)
     secs = time.perf_counter() - t0
     if new is None:
@@ -240,10 +236,10 @@ def _label_change(src: Path, dst: Path, x: np.ndarray | None) -> float | None:
     """Share of output pixels whose class changed on the first batch; loads ``dst`` as the runtime will."""
     from pipa_edge.runtime.backends.ort_backend import OrtBackend
 
-    new = OrtBackend(dst)
     if x is None:
         return None
-    a, b = OrtBackend(src).infer(x), new.infer(x)
+    with OrtBackend(src) as old, OrtBackend(dst) as new:
+        a, b = old.infer(x), new.infer(x)
     la, lb = (a, b) if new.meta.output == "labels" else (a.argmax(1), b.argmax(1))
     return float((la != lb).mean())
 
@@ -251,7 +247,10 @@ def _label_change(src: Path, dst: Path, x: np.ndarray | None) -> float | None:
 def build_engine_for(onnx_path: Path, precision: str = "fp16", calib: str | Path | None = None) -> Path:
     """Rebuild the TensorRT engine from the new ONNX with the device install's ONNX → engine route
     (:func:`pipa_edge.export.from_onnx.export_from_onnx`, the same as ``pipa-edge export NEW.onnx
-    --format engine``); INT8 calibrates on ``calib`` (the adaptation frames when a folder)."""
+    --format engine``); INT8 calibrates on ``calib``, the adaptation frames: a folder as is, a video or a
+    ``run --collect`` folder through a temporary folder of its (evenly spaced) frames."""
+    import tempfile
+
     try:
         from pipa_edge.export.from_onnx import export_from_onnx
     except ImportError as e:
@@ -259,6 +258,25 @@ def build_engine_for(onnx_path: Path, precision: str = "fp16", calib: str | Path
     from pipa_edge.export.config import ExportConfig
 
     cfg = {"format": "engine", "precision": precision, "bench_runs": 0}
-    if precision == "int8" and calib is not None and Path(calib).is_dir():
-        cfg["int8"] = {"calib": str(calib)}
-    return Path(export_from_onnx(onnx_path, ExportConfig.model_validate(cfg)).deployed)
+    with tempfile.TemporaryDirectory(prefix="pipa-calib-") as tmp:
+        if precision == "int8" and calib is not None:
+            n = ExportConfig().int8.n
+            cfg["int8"] = {"calib": str(calib_folder(calib, onnx_path, Path(tmp), n)), "n": n}
+        return Path(export_from_onnx(onnx_path, ExportConfig.model_validate(cfg)).deployed)
+
+
+def calib_folder(frames: str | Path, onnx_path: Path, tmp: Path, n: int) -> Path:
+    """A folder ``export_from_onnx`` calibrates on, with the frames of ``frames`` (see :func:`build_engine_for`):
+    a plain folder is returned; a video's or a collection's ``n`` frames are written to ``tmp`` (model size)."""
+    import cv2
+
+    from pipa_edge.export.bn_frames import open_frames
+    from pipa_edge.runtime.backends.sidecar import read_sidecar
+
+    fs = open_frames(frames, n)
+    if fs.kind == "folder":
+        return Path(frames)
+    for i, img in enumerate(fs.frames(tuple(read_sidecar(onnx_path).input_size))):
+        if not cv2.imwrite(str(tmp / f"{i:06d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
+            raise DataError(f"{tmp}: cannot write calibration frame {i}")
+    return tmp

@@ -35,9 +35,3 @@ def simplify(proto, where: str = "model.onnx", check_n: int = 1, test_shape: lis
         e.key, e.value = k, v
     return out
 
-
-def op_histogram(proto) -> dict[str, int]:
-    hist: dict[str, int] = {}
-    for node in proto.graph.node:
-        hist[node.op_type] = hist.get(node.op_type, 0) + 1
-    return dict(sorted(hist.items(), key=lambda kv: -kv[1]))

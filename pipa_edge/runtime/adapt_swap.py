@@ -43,6 +43,7 @@ class AdaptSwap:
         self._ready = None  # (backend, path) waiting for the swap
         self._lock = threading.Lock()
         self._owned = []  # backends this object loaded (closed on close())
+        self._closed = False  # set by close(): a late re-estimation closes its backend instead of publishing
         self.swaps, self.failures, self.history = 0, 0, []
 
     def _saved(self) -> int:
@@ -56,16 +57,20 @@ class AdaptSwap:
             new, path = ready
             if new.meta.input_size != backend.meta.input_size or new.meta.output != backend.meta.output:
                 log.warn(STAGE, f"{path.name}: input/output differ from the running model; kept the current model")
-                new.close()
+                with self._lock:
+                    self._discard(new)
             else:
                 old = backend
                 backend = new
                 self.swaps += 1
                 log.ok(STAGE, f"swapped in {path.name} between frames (adaptation {self.swaps})")
-                if old in self._owned:
+                with self._lock:
+                    was_owned = old in self._owned
+                    if was_owned:
+                        self._owned.remove(old)
+                if was_owned:
                     old.close()
-                    self._owned.remove(old)
-        if self._job is None or not self._job.is_alive():
+        if not self._closed and (self._job is None or not self._job.is_alive()):
             n = self._saved()
             if n - self._last >= self.every:
                 self._last = n
@@ -95,8 +100,11 @@ class AdaptSwap:
         log.stage(STAGE, f"re-estimated on {rep['frames']['count']} collected frames in {rep['seconds']:.1f}s "
                          f"(mean |Δlog σ²| {c['mean_abs_dlogvar']:.3f}) → {dst.name}; swapping at the next frame")
         with self._lock:
+            if self._closed:  # close() gave up waiting: nobody will swap this in
+                self._discard(backend)
+                return
             if self._ready is not None:  # never consumed (stream ended): drop the older one
-                self._ready[0].close()
+                self._discard(self._ready[0])
             self._ready = (backend, dst)
         self._prune(k - 2)
 
@@ -117,37 +125,48 @@ class AdaptSwap:
 
         b = load_backend(path, backend=self.backend_name, **self.backend_opts)
         h, w = b.meta.input_size
-        b.infer(np.zeros((1, h, w, 3), np.uint8))  # fails here, not in the stream
-        self._owned.append(b)
+        try:
+            b.infer(np.zeros((1, h, w, 3), np.uint8))  # fails here, not in the stream
+        except BaseException:
+            b.close()
+            raise
+        with self._lock:
+            self._owned.append(b)
         return b
+
+    def _discard(self, b) -> None:
+        """Close a loaded backend that will never run (caller holds ``_lock``)."""
+        if b in self._owned:
+            self._owned.remove(b)
+        b.close()
 
     def close(self, timeout: float = 30.0) -> dict:
         """Wait for a running re-estimation, release what this object loaded; a summary dict."""
         if self._job is not None:
             self._job.join(timeout)
         with self._lock:
-            if self._ready is not None:
-                self._ready[0].close()
-                self._ready = None
-        for b in self._owned:
+            self._closed = True
+            ready, self._ready = self._ready, None
+            owned, self._owned = list(self._owned), []
+        if ready is not None and ready[0] not in owned:
+            ready[0].close()
+        for b in owned:
             b.close()
-        self._owned.clear()
         if self.history:
             log.ok(STAGE, f"in-stream re-estimation: {self.swaps} swap(s), {self.failures} failure(s); models in "
                           f"{self.out_dir}")
         return {"every": self.every, "swaps": self.swaps, "failures": self.failures, "history": self.history}
 
 
-def attach(runner, model, opts, collector) -> AdaptSwap:
-    """Wire an :class:`AdaptSwap` into a pipeline runner (``runner.swap``); ``opts``: the run options."""
+def prepare(model, opts) -> AdaptSwap:
+    """Validate ``--adapt-every`` and build its :class:`AdaptSwap` (``opts``: the run options) before the
+    run opens anything, so a ConfigError leaks nothing; the run sets ``.collector`` and ``runner.swap``."""
     from pipa_edge.errors import ConfigError
 
-    if collector is None or not opts.collect:
+    if not opts.collect:
         raise ConfigError("--adapt-every needs --collect DIR (the frames it re-estimates on)")
     path = model if isinstance(model, (str, Path)) else getattr(model, "path", None)
     if path is None:
         raise ConfigError("--adapt-every: the model must be an exported .onnx file")
-    swap = AdaptSwap(path, opts.collect, opts.adapt_every, collector, backend=opts.backend,
+    return AdaptSwap(path, opts.collect, opts.adapt_every, None, backend=opts.backend,
                      backend_opts=opts.backend_opts)
-    runner.swap = swap
-    return swap

@@ -318,30 +318,34 @@ def run_stream(source: str | None = None, output: str | None = None, model=None,
         raise PipaError("run: no model given (--model FILE)")
     src_spec = parse_source(source, csi_available=_csi_available() if (source or "").startswith("camera") else False)
     out_spec = parse_output(output)
-    src = open_source(src_spec, drop=o.drop)
-    sink = open_sink(out_spec)
+    swap = None
+    if o.adapt_every:  # on-device BN re-estimation in the stream (issue 25); checked before anything opens
+        from pipa_edge.runtime.adapt_swap import prepare
+
+        swap = prepare(model, o)
+    src = open_source(src_spec, drop=o.drop)  # built, opened by the capture thread
+    sink = open_sink(out_spec)  # built, opened by the output thread
     backend, owned = _load(model, o.backend, o.backend_opts)
     stop = stop_event if stop_event is not None else threading.Event()
     stats = StatsTracker()
-    runner = _Runner(src, sink, backend, o, stats, stop)
-    runner.on_frame = on_frame
     own_collector = False
-    if collector is None and o.collect:
-        from pipa_edge.runtime.collect.runtime import open_collector
+    try:  # nothing may leak the backend or the collector before the run's try/finally below
+        runner = _Runner(src, sink, backend, o, stats, stop)
+        runner.on_frame = on_frame
+        if collector is None and o.collect:
+            from pipa_edge.runtime.collect.runtime import open_collector
 
-        try:
             collector = open_collector(o.collect, o.collect_config, backend, source=src_spec.uri,
                                        overrides=o.collect_set)
-        except BaseException:
-            if owned:
-                backend.close()
-            raise
-        own_collector = True
+            own_collector = True
+    except BaseException:
+        if owned:
+            backend.close()
+        raise
     runner.collector = collector
-    if o.adapt_every:  # on-device BN re-estimation in the stream (issue 25)
-        from pipa_edge.runtime.adapt_swap import attach
-
-        attach(runner, model, o, collector)
+    if swap is not None:
+        swap.collector = collector
+        runner.swap = swap
     log.stage("run", f"{src_spec.describe()} → {out_spec.kind} '{out_spec.uri}' with {backend.describe()}")
     old_handlers = {}
     if o.handle_signals and threading.current_thread() is threading.main_thread():

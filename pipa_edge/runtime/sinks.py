@@ -51,7 +51,8 @@ class ImageFolderSink(Sink):
         ok, buf = cv2.imencode(path.suffix, cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         if not ok:
             raise SourceError(f"{self.pattern}: cannot encode image {path}")
-        write_bytes(path, buf.tobytes(), kept=f"the {self.n} frame(s) written before are kept in {path.parent}")
+        write_bytes(path, buf.tobytes(), fsync=False,  # per frame: no fsync (slow on eMMC/SD)
+                    kept=f"the {self.n} frame(s) written before are kept in {path.parent}")
         self.n += 1
 
 
@@ -85,7 +86,8 @@ class LabelFolderWriter:
         ok, buf = cv2.imencode(".png", lab)
         if not ok:
             raise SourceError(f"--labels-out {self.folder}: cannot encode {path.name}")
-        write_bytes(path, buf.tobytes(), kept=f"the {self.n} label file(s) written before are kept in {self.folder}")
+        write_bytes(path, buf.tobytes(), fsync=False,  # per frame: no fsync (slow on eMMC/SD)
+                    kept=f"the {self.n} label file(s) written before are kept in {self.folder}")
         self.n += 1
         return path
 

@@ -22,6 +22,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from pipa_edge.batching import near_equal_batches as precise_bn_batches
+
 __all__ = ["bn_layers", "recompute_bn_stats", "precise_bn_batches", "precise_bn_images", "ImageSizeMismatch"]
 
 
@@ -77,16 +79,6 @@ class ImageSizeMismatch(ValueError):
     def __init__(self, shapes):
         self.shapes = sorted(shapes)
         super().__init__(f"images differ in size {self.shapes}")
-
-
-def precise_bn_batches(n: int, batch_size: int) -> list[int]:
-    """Sizes of the batches that cover ``n`` images with at most ``batch_size`` each: as few batches
-    as that allows, of near-equal sizes (e.g. 31 at 8 → 8, 8, 8, 7), so no image is dropped and no
-    batch is much smaller than the others (each batch counts once in the average)."""
-    if n <= 0:
-        return []
-    k = -(-n // batch_size)
-    return [n // k + (1 if i < n % k else 0) for i in range(k)]
 
 
 def precise_bn_images(dataset, num_images: int, batch_size: int, device, seed: int = 0):
