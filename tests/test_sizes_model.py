@@ -43,13 +43,13 @@ def warns(monkeypatch):
 
 def test_model_size_rule_on_the_recipes():
     cam = load_train_config(REPO / "train" / "camvid_source_only.yaml")
-    assert size_from_config(cam) == ((180, 240), "val.resize")
-    assert size_from_config(cam.model_dump(mode="json")) == ((180, 240), "val.resize")  # as stored in a checkpoint
+    assert size_from_config(cam) == ((192, 256), "val.resize")  # the day-fold choice, not the training resize
+    assert size_from_config(cam.model_dump(mode="json")) == ((192, 256), "val.resize")  # as stored in a checkpoint
     video = load_train_config(REPO / "train" / "camvid_dashcam_video_pipa.yaml")  # val: null → the target frames
     assert size_from_config(video) == ((180, 320), "target.resize")
     gta = load_train_config(REPO / "train" / "gta5_cityscapes_source_only.yaml")
     assert size_from_config(gta)[0] == (512, 1024)
-    assert size_fields(cam) == {"input_size": [180, 240], "input_size_from": "val.resize"}
+    assert size_fields(cam) == {"input_size": [192, 256], "input_size_from": "val.resize"}
     assert size_from_config({"source": {"type": "synth", "root": "x"}}) == (None, "unknown")
 
 
@@ -70,7 +70,7 @@ def test_train_hint_and_final_checkpoint_record_the_size(tmp_path, monkeypatch):
 
     cam = load_train_config(REPO / "train" / "camvid_source_only.yaml")
     hint = train_next_command("runs/x/final.pt", cam)
-    assert hint.endswith("--imgsz 180 240") and "camvid:" in hint and ":day_train" in hint
+    assert hint.endswith("--imgsz 192 256") and "camvid:" in hint and ":day_train" in hint
     src = make_folder_dataset(tmp_path / "src", SYNTH11, n=2, size=(40, 56), seed=0)
     cfg = load_train_config(None, [
         "model.classes=synth11", "model.arch=lraspp-mbv3", f"source={{type: folder, root: {src}, classes: synth11}}",
