@@ -225,11 +225,11 @@ def export(ckpt: str | Path, cfg: ExportConfig | None = None) -> ExportResult:
 
 def _next_commands(res: ExportResult, train_config: dict | None) -> None:
     """``eval`` of the exported ONNX on the recipe's first val set (the shipped artefact's number), then ``run``."""
-    val = (train_config or {}).get("val")
-    val = val[0] if isinstance(val, list) and val else val
-    if isinstance(val, dict) and val.get("type") and val.get("root"):
-        log.next_command(f"pipa-edge eval {res.files['onnx']} --data {val['type']}:{val['root']}:"
-                         f"{val.get('split', 'train')}")
+    from pipa_edge.models.input_size import eval_data_arg
+
+    data = eval_data_arg(train_config or {})
+    if data:
+        log.next_command(f"pipa-edge eval {res.files['onnx']} --data {data}")
     log.next_command(f"pipa-edge run test:// --model {res.deployed}")
 
 

@@ -33,16 +33,31 @@ def _hw(v) -> tuple[int, int] | None:
     return (h, w) if h > 0 and w > 0 else None
 
 
+def _first_val(config: Any):
+    """The first val dataset of a config (``val`` may be one dataset, a list, or absent)."""
+    val = _get(config, "val")
+    if isinstance(val, (list, tuple)):
+        return val[0] if val else None
+    return val
+
+
 def size_from_config(config: Any) -> tuple[tuple[int, int] | None, str]:
     """A train config (``TrainConfig`` or its ``model_dump``) → ``((H, W) | None, where it came from)``."""
-    val = _get(config, "val")
-    first_val = val[0] if isinstance(val, (list, tuple)) and val else (None if isinstance(val, (list, tuple)) else val)
-    for name, ds in (("val.resize", first_val), ("target.resize", _get(config, "target")),
+    for name, ds in (("val.resize", _first_val(config)), ("target.resize", _get(config, "target")),
                      ("source.resize", _get(config, "source"))):
         hw = _hw(_get(ds, "resize"))
         if hw:
             return hw, name
     return None, "unknown"
+
+
+def eval_data_arg(config: Any) -> str | None:
+    """``TYPE:ROOT:SPLIT`` of a train config's first val set (else its source), for ``eval --data``
+    hints; ``None`` when the config names no dataset."""
+    for ds in (_first_val(config), _get(config, "source")):
+        if _get(ds, "type") and _get(ds, "root"):
+            return f"{_get(ds, 'type')}:{_get(ds, 'root')}:{_get(ds, 'split') or 'train'}"
+    return None
 
 
 def size_fields(config: Any) -> dict:

@@ -131,10 +131,8 @@ def restore_method(method: torch.nn.Module, ck: dict, where: str) -> None:
 def train_next_command(final_path: str | Path, config) -> str:
     """The ``next:`` hint printed after training: eval on the first val set (else the source) at the
     model's size (:mod:`pipa_edge.models.input_size`)."""
-    from pipa_edge.models.input_size import size_from_config
+    from pipa_edge.models.input_size import eval_data_arg, size_from_config
 
-    val = config.val_list if hasattr(config, "val_list") else []
-    ds = val[0] if val else config.source
     hw, _ = size_from_config(config)
     size = f" --imgsz {hw[0]} {hw[1]}" if hw else ""
-    return f"pipa-edge eval {final_path} --data {ds.type}:{ds.root}:{ds.split}{size}"
+    return f"pipa-edge eval {final_path} --data {eval_data_arg(config)}{size}"
