@@ -1,6 +1,9 @@
 """On-device BN re-estimation on real data: CamVid day model → `adapt-bn` on dusk frames → held-out dusk.
 
-    .venv/bin/python bench/adapt_bn_camvid.py --ckpt runs/shared/camvid_source_only_s0/final.pt
+    OMP_NUM_THREADS=1 .venv/bin/python bench/adapt_bn_camvid.py --imgsz 192 256 \
+        --ckpt runs/camvid_heldout/source_s{0,1,2}/final.pt --json docs/results/adapt_bn_camvid.json
+
+(the three strong source models that ``bench/camvid_adapt.py`` trains; one or more checkpoints)
 
 1. exports the checkpoint (ONNX at the model's size + the BN adaptation companion);
 2. splits the 31 dusk frames into two contiguous halves (a sequence: neighbouring frames are near
@@ -56,8 +59,8 @@ def _collect(onnx_path: Path, frames_dir: Path, out: Path) -> Path:
 
 
 def _torch_adabn(ckpt: Path, frames_dir: Path, size, batch_size: int):
-    from pipa_edge.export.bn_adapt import batch_sizes
-    from pipa_edge.export.bn_frames import open_frames
+    from pipa_edge.data.bn_frames import open_frames
+    from pipa_edge.runtime.bn_adapt import batch_sizes
     from pipa_edge.models.io import read_checkpoint, segmenter_from_entry
     from pipa_edge.train.precise_bn import recompute_bn_stats
     import torch
@@ -84,7 +87,7 @@ def _held_frames(ds, size) -> np.ndarray:
 def run_fold(k: str, held_k: str, ckpt: Path, onnx_path: Path, folds, dirs, ds_all, out_dir: Path, args) -> dict:
     from torch.utils.data import Subset
 
-    from pipa_edge.export.bn_adapt import adapt_bn_onnx
+    from pipa_edge.runtime.bn_adapt import adapt_bn_onnx
     from pipa_edge.export.parity import compare
     from pipa_edge.runtime.backends.ort_backend import OrtBackend
     from pipa_edge.runtime.backends.torch_backend import TorchBackend
@@ -140,13 +143,16 @@ def _vs_adabn_cli(ckpt, frames_dir, meta, after_b, hf, held, score, out_dir: Pat
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--ckpt", default="runs/shared/camvid_source_only_s0/final.pt")
+    p.add_argument("--ckpt", nargs="+", default=["runs/shared/camvid_source_only_s0/final.pt"],
+                   help="one or more day checkpoints (e.g. the three seeds of the source model)")
     p.add_argument("--root", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/camvid"))
     p.add_argument("--out", default="runs/adapt_bn_camvid")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--imgsz", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="export (and so adapt and score) at this size instead of the checkpoint's recorded one")
     p.add_argument("--via-collect", action="store_true",
                    help="stream each half through `run --collect` first and adapt on the collection")
-    p.add_argument("--json", default=None, help="also write the JSON here (e.g. docs/adapt_bn_camvid.json)")
+    p.add_argument("--json", default=None, help="also write the JSON here (e.g. docs/results/adapt_bn_camvid.json)")
     args = p.parse_args(argv)
     from pipa_edge.data.build import build_eval_dataset
     from pipa_edge.export.config import ExportConfig
@@ -155,42 +161,68 @@ def main(argv=None) -> int:
     from pipa_edge.runtime.backends.sidecar import read_sidecar
     from pipa_edge.train.eval_api import parse_data_spec
 
-    root, ckpt, out_dir = Path(args.root), Path(args.ckpt), Path(args.out)
+    root, out_dir = Path(args.root), Path(args.out)
     if not (root / "dusk_train").is_dir():
         print(f"{root}/dusk_train not found (real data absent)", file=sys.stderr)
         return 2
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log._quiet = True  # the export's own table and stage lines
-    t = time.perf_counter()
-    res = export(ckpt, ExportConfig(out_dir=str(out_dir), name="source", bench_runs=0))
-    export_s = time.perf_counter() - t
-    onnx_path = res.files["onnx"]
-    size = list(read_sidecar(onnx_path).input_size)
-    ds = build_eval_dataset(parse_data_spec(f"camvid:{root}:dusk_train", size))
-    names = sorted(ds[i]["name"] for i in range(len(ds)))
-    with tempfile.TemporaryDirectory() as tmp:
-        folds = _fold_dirs(root, names, Path(tmp))
-        dirs = {k: Path(tmp) / f"dusk_{k}" for k in folds}
-        rows = [run_fold("A", "B", ckpt, onnx_path, folds, dirs, ds, out_dir, args),
-                run_fold("B", "A", ckpt, onnx_path, folds, dirs, ds, out_dir, args)]
-    result = {"checkpoint": str(ckpt), "input_size": size, "export_s_with_companion": round(export_s, 1),
-              "batch_size": args.batch_size, "threads": os.environ.get("OMP_NUM_THREADS"), "rows": rows,
-              "note": "one seed; 2-core machine shared with other jobs (timings under load)"}
+    log.set_quiet(True)  # the export's own table and stage lines
+    models = []
+    for i, c in enumerate(args.ckpt):
+        ckpt, sub = Path(c), out_dir / f"model{i}"
+        sub.mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        res = export(ckpt, ExportConfig(out_dir=str(sub), name="source", bench_runs=0,
+                                         **({"imgsz": list(args.imgsz)} if args.imgsz else {})))
+        export_s = time.perf_counter() - t
+        onnx_path = res.files["onnx"]
+        size = list(read_sidecar(onnx_path).input_size)
+        ds = build_eval_dataset(parse_data_spec(f"camvid:{root}:dusk_train", size))
+        names = sorted(ds[j]["name"] for j in range(len(ds)))
+        with tempfile.TemporaryDirectory() as tmp:
+            folds = _fold_dirs(root, names, Path(tmp))
+            dirs = {k: Path(tmp) / f"dusk_{k}" for k in folds}
+            rows = [run_fold("A", "B", ckpt, onnx_path, folds, dirs, ds, sub, args),
+                    run_fold("B", "A", ckpt, onnx_path, folds, dirs, ds, sub, args)]
+        models.append({"checkpoint": str(ckpt), "input_size": size, "export_s_with_companion": round(export_s, 1),
+                       "rows": rows})
+    result = {"batch_size": args.batch_size, "threads": os.environ.get("OMP_NUM_THREADS"), "models": models,
+              "summary": _summary(models),
+              "note": "2-core machine shared with other jobs (timings under load)"}
     for path in [out_dir / "adapt_bn_camvid.json"] + ([Path(args.json)] if args.json else []):
         path.write_text(json.dumps(result, indent=2) + "\n")
     _print(result)
     return 0
 
 
+def _summary(models: list) -> dict:
+    """Per model: mean over the two held-out halves before / after; then mean and min of the gain."""
+    per = []
+    for m in models:
+        b = float(np.mean([r["miou_before"] for r in m["rows"]]))
+        a = float(np.mean([r["miou_after"] for r in m["rows"]]))
+        per.append({"checkpoint": m["checkpoint"], "before": round(b, 2), "after": round(a, 2), "gain": round(a - b, 2)})
+    gains = [p["gain"] for p in per]
+    return {"per_model": per, "mean_before": round(float(np.mean([p["before"] for p in per])), 2),
+            "mean_after": round(float(np.mean([p["after"] for p in per])), 2),
+            "mean_gain": round(float(np.mean(gains)), 2), "min_gain": round(min(gains), 2),
+            "agreement_vs_torch_min": min(r["agreement_vs_torch_same_stats"] for m in models for r in m["rows"]),
+            "agreement_vs_adabn_cli_min": min((r.get("agreement_vs_adabn_cli", 0.0) for m in models
+                                              for r in m["rows"]), default=None)}
+
+
 def _print(result: dict) -> None:
     cols = ("adapt_on", "score_on", "adapt_frames", "held_frames", "miou_before", "miou_after",
             "miou_torch_same_stats", "agreement_vs_torch_same_stats", "miou_adabn_cli", "agreement_vs_adabn_cli",
             "s_per_100_frames")
-    print(f"checkpoint {result['checkpoint']}, input {result['input_size']}, batch {result['batch_size']}")
-    print(" | ".join(cols))
-    for r in result["rows"]:
-        print(" | ".join(f"{100 * r[c]:.3f}%" if c.startswith("agreement") and isinstance(r.get(c), float)
-                         else str(r.get(c, "-")) for c in cols))
+    for m in result["models"]:
+        print(f"checkpoint {m['checkpoint']}, input {m['input_size']}, batch {result['batch_size']}")
+        print(" | ".join(cols))
+        for r in m["rows"]:
+            print(" | ".join(f"{100 * r[c]:.3f}%" if c.startswith("agreement") and isinstance(r.get(c), float)
+                             else str(r.get(c, "-")) for c in cols))
+    s = result["summary"]
+    print(f"held-out mIoU (mean of the two halves, mean over models): {s['mean_before']} -> {s['mean_after']} "
+          f"(gain {s['mean_gain']:+.2f}, min over models {s['min_gain']:+.2f})")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 """Training-step time of mean teacher vs PiPa++ variants on the same batch, interleaved round by round.
 
 Every variant is the CamVid recipe's ``adapt`` section (``train/camvid_day2dusk_pipa.yaml``) plus
-overrides, one :class:`pipa_edge.bench.train_step._MethodRunner` each (a full trainer step:
+overrides, one :class:`pipa_edge.bench.train_step.MethodRunner` each (a full trainer step:
 ``training_step`` → ``backward`` → optimiser step → EMA update) on one synthetic batch
 (SegFormer-B0, batch 8 + 8, 160×224). One warm-up step each, then ``--rounds`` rounds in which
 every variant runs one step; medians and ratios to the first variant.
@@ -40,7 +40,7 @@ def main() -> int:
 
     from pipa_edge.adapt.config import AdaptConfig
     from pipa_edge.bench.latency import build_arch
-    from pipa_edge.bench.train_step import _MethodRunner, synthetic_batch
+    from pipa_edge.bench.train_step import MethodRunner, synthetic_batch
     from pipa_edge.config import apply_overrides, read_yaml, validate
 
     torch.set_num_threads(a.threads)
@@ -53,7 +53,7 @@ def main() -> int:
         cfg = validate(AdaptConfig, apply_overrides(copy.deepcopy(base), [x for x in sets.split(",") if x], "--variant"),
                        where=f"--variant {name}")
         torch.manual_seed(0)
-        runners[name] = _MethodRunner(method, seg, cfg, "cpu", 1e-3)
+        runners[name] = MethodRunner(method, seg, cfg, "cpu", 1e-3)
         runners[name].step(batch)  # warm-up
     for _ in range(a.rounds):
         for r in runners.values():

@@ -1,7 +1,7 @@
 """Benchmark: which BatchNorm statistics does an adapted checkpoint's score depend on?
 
     python bench/bn_scale.py --bench video --ckpt NAME=runs/video/mt_tbn05_s0/final.pt [--ckpt ...] \
-        [--json docs/bn_scale.json]
+        [--json docs/results/bn_scale.json]
     python bench/bn_scale.py --bench camvid --data ../shared/data/camvid --ckpt NAME=PATH ... --json ...
 
 Both benchmarks train on crops and score whole frames: ``video`` (``bench/video_adapt.py``: 128×128
@@ -14,7 +14,8 @@ average over unlabelled images, training-mode no-grad forwards, AdaBN-style), fr
 - ``tgt_whole``: the target training images whole, at the evaluation size
   (video: ``real_seq`` of ``--data``; camvid: ``dusk_train`` images, the adaptation set),
 - ``tgt_crop``: the same images as random crops of the training crop size (``--crop``),
-- ``tgt_half``: the same images whole at half size (what ``adapt.target_bn_stats`` with scale 0.5 sees),
+- ``tgt_half``: the same images whole at half size (what the extra half-size target forward of the
+  ``mt_tbn05`` runs in docs/benchmarks.md saw),
 - ``src_whole``: the labelled source images whole, at the evaluation size (domain control).
 
 If the ``tgt_whole`` column lifts every checkpoint to the same level, the gap between checkpoints
@@ -34,9 +35,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
-from pipa_edge.bench.cli_args import named_checkpoint  # noqa: E402
-from pipa_edge.bench.results_json import SettingMismatch, open_results, write_results  # noqa: E402
+from lib_cli_args import named_checkpoint  # noqa: E402
+from lib_results_json import SettingMismatch, open_results, write_results  # noqa: E402
 
 MODES = ("trained", "tgt_whole", "tgt_crop", "tgt_half", "src_whole")
 
@@ -130,7 +132,7 @@ def main() -> int:
     ap.add_argument("--num-images", type=int, default=200, help="images per re-estimate (precise_bn.num_images; "
                     "tgt_crop uses two crops per image)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--json", default="docs/bn_scale.json")
+    ap.add_argument("--json", default="docs/results/bn_scale.json")
     args = ap.parse_args()
     import torch
 

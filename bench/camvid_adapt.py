@@ -10,18 +10,19 @@ score (each fold's model on its own adaptation half, pooled). Rows: strong sourc
 (precise BN of the source model on the fold's target images), mean teacher, PiPa++ (recipes as
 written; their precise BN is done here at the scoring size on the fold's target images), optional
 distillation from an adapted B1 (``--distill segformer-b1``), the oracle (day + the adaptation half's
-dusk labels, same folds). Every model is scored at ``--eval-size H W`` (default: the size its
-checkpoint records, i.e. the size it is deployed at), labels at native resolution. The row with
+dusk labels, same folds). Every model is scored at ``--eval-size H W`` (held-out default 192×256, the
+size the CamVid recipes score and deploy at, chosen on day folds), labels at native resolution. The row with
 the best held-out mean is the recommended recipe (printed with per-seed differences and spread).
 
-    python bench/camvid_adapt.py --parallel 2 --threads 1 --json docs/camvid_heldout.json   # whole protocol
+    OMP_NUM_THREADS=1 python bench/camvid_adapt.py --parallel 2 --threads 1 --reuse \
+        --json docs/results/camvid_heldout.json        # whole protocol (400 adaptation steps, 192x256)
     python bench/camvid_adapt.py --smoke --out runs/heldout_smoke                            # minutes, end to end
     python bench/camvid_adapt.py --plan                       # jobs + CPU-time estimate, nothing run
 
 ``--protocol legacy``: the earlier table (all rows adapted and scored on all 31 frames, rows pinned to
 the settings they were first measured with):
 
-    python bench/camvid_adapt.py --protocol legacy --data ../shared/data/camvid --json docs/camvid_adapt.json
+    python bench/camvid_adapt.py --protocol legacy --data ../shared/data/camvid --json docs/results/camvid_adapt.json
     python bench/camvid_adapt.py --protocol legacy --variant 'mt_nofda:mean_teacher:adapt.mix.source_style=none' ...
 
 Jobs run as subprocesses, ``--parallel`` at a time (several share one GPU well at this size).
@@ -48,7 +49,7 @@ PIPA = "train/camvid_day2dusk_pipa.yaml"
 # name means one configuration across sessions (the class-balanced rows are the variants below).
 # PRECISE_BN_NOTE: the adaptation recipes re-estimate BN statistics on whole dusk images at the end
 # (precise_bn, since 2026-12-05); every job here pins it off, so a row keeps meaning what it measured;
-# the precise-BN numbers come from bench/bn_scale.py on the same checkpoints (docs/adaptation.md).
+# the precise-BN numbers come from bench/bn_scale.py on the same checkpoints (docs/what_we_tried.md).
 # The source recipe gained photometric augmentation, scale 0.75-1.5 and class-balanced CE (issue 22) and the
 # adaptation recipes the same source-branch settings: the legacy rows pin the earlier ones.
 LEGACY = ["transform.brightness=0", "transform.contrast=0", "transform.saturation=0", "transform.hue=0",
@@ -218,7 +219,7 @@ def run_all(jobs: list[dict], parallel: int, out: Path, reuse: bool = False) -> 
 def _miou_of_cms(cms) -> float:
     import numpy as np
 
-    from pipa_edge.train.metrics import mean_iou
+    from pipa_edge.metrics import mean_iou
 
     return float(mean_iou(np.sum([np.asarray(c) for c in cms], axis=0), "gt"))
 
@@ -291,8 +292,11 @@ def _defaults(a) -> None:
     a.seeds = a.seeds if a.seeds is not None else ([0] if a.smoke else [0, 1, 2])
     a.rows = a.rows if a.rows is not None else list(P.LADDER if heldout else ROWS)
     for k in ("src_iters", "adapt_iters"):
-        if getattr(a, k) is None:
-            setattr(a, k, a.iters if a.iters is not None else (3 if a.smoke else 600))
+        if getattr(a, k) is None:  # held-out adaptation: 400 steps, as train/camvid_day2dusk_*.yaml
+            full = 400 if heldout and k == "adapt_iters" else 600
+            setattr(a, k, a.iters if a.iters is not None else (3 if a.smoke else full))
+    if heldout and not a.eval_size:
+        a.eval_size = [[192, 256]]  # the protocol's size, chosen on day folds (docs/adapt.md)
 
 
 def _command(argv) -> str:

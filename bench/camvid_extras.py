@@ -32,7 +32,7 @@ def synth_table(steps: int, size: tuple[int, int], batch: int, out: Path) -> lis
     import numpy as np
     import torch
 
-    from pipa_edge.adapt.smoke import smoke_table
+    from adapt_smoke import smoke_table  # bench/ is on sys.path (bench/camvid_adapt.py)
     from pipa_edge.data.synth import generate
     from pipa_edge.data.synth.dataset import SynthDataset
     from pipa_edge.models.zoo import build_segmenter
@@ -74,12 +74,12 @@ def build_parser(description: str, ladder: list[str], legacy_rows: list[str]) ->
     ap.add_argument("--distill-set", action="append", default=[], metavar="KEY=V",
                     help="with --distill: override for the PiPa++ runs of the teacher and the distilled student")
     ap.add_argument("--src-iters", type=int, default=None, help="default 600 (--smoke: 3)")
-    ap.add_argument("--adapt-iters", type=int, default=None, help="default 600 (--smoke: 3)")
+    ap.add_argument("--adapt-iters", type=int, default=None, help="default 600; held-out adaptation rows 400 (--smoke: 3)")
     ap.add_argument("--iters", type=int, default=None, help="sets both --src-iters and --adapt-iters")
     ap.add_argument("--smoke", action="store_true", help="heldout: 3 iterations, seed 0: proves the protocol end to end")
     ap.add_argument("--plan", action="store_true", help="heldout: print the jobs and the CPU-time estimate, run nothing")
     ap.add_argument("--eval-size", nargs=2, type=int, action="append", default=None, metavar=("H", "W"),
-                    help="heldout: score at this size (repeatable; default: each checkpoint's recorded size)")
+                    help="score at this size (repeatable; heldout default 192 256; legacy: each checkpoint's recorded size)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)

@@ -158,7 +158,7 @@ def pooled_miou(cms) -> float:
     """mIoU (%) of the sum of confusion matrices (classes present in the GT)."""
     import numpy as np
 
-    from pipa_edge.train.metrics import mean_iou
+    from pipa_edge.metrics import mean_iou
 
     return 100 * float(mean_iou(np.sum([np.asarray(c) for c in cms], axis=0), "gt"))
 
@@ -182,7 +182,7 @@ LADDER = {"adabn": ("bn_only", SRC, []), "mean_teacher": ("mean_teacher", MT, []
 LABELS = {"source": "strong source-only", "adabn": "AdaBN (precise BN on target images)",
           "mean_teacher": "mean teacher", "pipa": "PiPa++ (pixel + patch + task-smart)",
           "pipa_distill_b1": "PiPa++ B0 + distil adapted B1", "oracle": "oracle (day + dusk labels)"}
-# CPU minutes of one 600-iteration run at 1 thread on an unloaded core (docs/adaptation.md); B1 rows: 11 + 33
+# CPU minutes of one 600-iteration run at 1 thread on an unloaded core (docs/benchmarks.md); B1 rows: 11 + 33
 MINUTES = {"source_only": 13, "mean_teacher": 30, "pipa": 40, "bn_only": 1, "source_only_b1": 11, "pipa_b1": 33,
            "pipa_distill": 40}
 
@@ -338,8 +338,9 @@ def heldout_table(results: list[dict], size: str) -> list[dict]:
     return table
 
 
-def decide(table: list[dict], target_gain: float = 3.0) -> dict:
-    """The decision rule: the row (not the oracle) with the best held-out mean is the recommended recipe."""
+def decide(table: list[dict], target_gain: float = 3.0, min_seeds: int = 3) -> dict:
+    """The decision rule: the row (not the oracle) with the best held-out mean is the recommended recipe.
+    Provisional (and the target not judged) while any row has fewer than ``min_seeds`` seeds."""
     cands = [t for t in table if t["row"] != "oracle"]
     if not cands:
         return {}
@@ -350,10 +351,12 @@ def decide(table: list[dict], target_gain: float = 3.0) -> dict:
     if oracle and src and oracle["heldout_mean"] > src["heldout_mean"]:
         gap = 100 * (best["heldout_mean"] - src["heldout_mean"]) / (oracle["heldout_mean"] - src["heldout_mean"])
     met = best["row"] != "source" and (best["diff_mean"] or 0) >= target_gain and (best["diff_min"] or 0) > 0
+    short = sorted(t["row"] for t in table if t["row"] != "oracle" and len(t["seeds"]) < min_seeds)
     return {"recommended": best["row"], "heldout_mean": best["heldout_mean"], "heldout_sd": best["heldout_sd"],
             "diff_per_seed": [p["diff"] for p in best["per_seed"]], "diff_mean": best["diff_mean"],
             "gap_closed_pct": gap, "target": f">= strong source + {target_gain} on the mean, > 0 on every seed",
-            "target_met": bool(met)}
+            "target_met": bool(met) and not short, "provisional": bool(short),
+            "rows_short_of_seeds": short, "min_seeds": min_seeds}
 
 
 def print_heldout(table: list[dict], decision: dict, size: str) -> None:
@@ -372,3 +375,6 @@ def print_heldout(table: list[dict], decision: dict, size: str) -> None:
         print(f"\ndecision: recommended recipe = '{decision['recommended']}' (best held-out mean "
               f"{decision['heldout_mean']:.1f}{sd}; vs strong source per seed: {per or '-'}{gap}); "
               f"target ({decision['target']}): {'MET' if decision['target_met'] else 'NOT met'}")
+        if decision.get("provisional"):
+            print(f"PROVISIONAL: fewer than {decision['min_seeds']} seeds in {', '.join(decision['rows_short_of_seeds'])}; "
+                  "the target is not judged until every row has them")

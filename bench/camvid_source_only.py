@@ -5,7 +5,7 @@
 Trains with train/camvid_source_only.yaml (CPU-friendly: images halved to 180×240, 160×224 crops,
 batch 8, 600 iterations), evaluates the final checkpoint on ``day_train`` and on ``dusk_train``
 labels (11 classes, mIoU over classes present in the GT), prints a table and writes
-``docs/camvid_source_only.json`` (plus the per-class IoU charts next to the checkpoint).
+``docs/results/camvid_source_only.json`` (plus the per-class IoU charts next to the checkpoint).
 Needs ../shared/data/camvid (never copied into the repo).
 
 ``--day-folds``: choose the source recipe WITHOUT dusk labels. Each ``--variant`` (``--set``
@@ -15,7 +15,7 @@ other half; the day-validation mIoU pools both folds' confusion matrices (labels
 resolution, image at each ``--eval-size``, default 180×240). Prints the table and the choice:
 
     OMP_NUM_THREADS=1 python bench/camvid_source_only.py --day-folds --parallel 2 \
-        --eval-size 180 240 --eval-size 192 256 --json docs/camvid_source_dayfolds.json
+        --eval-size 180 240 --eval-size 192 256 --json docs/results/camvid_source_dayfolds.json
     python bench/camvid_source_only.py --day-folds --smoke          # 3 iterations, 2 variants: minutes
 """
 
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, nargs="+", default=[0])
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--out", default=str(REPO / "runs" / "bench_camvid_source_only"))
-    ap.add_argument("--json", default=None, help="default docs/camvid_source_only.json (--day-folds: none)")
+    ap.add_argument("--json", default=None, help="default docs/results/camvid_source_only.json (--day-folds: none)")
     ap.add_argument("--day-folds", action="store_true", help="recipe selection on held-out day halves (see above)")
     ap.add_argument("--variant", nargs="+", default=None, choices=list(VARIANTS), help="--day-folds candidates")
     ap.add_argument("--eval-size", nargs=2, type=int, action="append", default=None, metavar=("H", "W"))
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
         return P.job_main(args.job)
     if args.day_folds:
         return day_folds(args, argv)
-    args.json = args.json or str(REPO / "docs" / "camvid_source_only.json")
+    args.json = args.json or str(REPO / "docs" / "results" / "camvid_source_only.json")
 
     import torch
 

@@ -6,7 +6,7 @@ against machine noise. Frames are synthetic smooth scenes that drift slowly (so 
 blur and dedup rules see video-like input); the collector is set to accept as much as it can
 (worst case for contention: its worker thread encodes and fsyncs PNG/JPEG files continuously).
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/collect_overhead.py --json docs/collection_overhead_cpu.json
+    OMP_NUM_THREADS=2 .venv/bin/python bench/collect_overhead.py --json docs/results/collection_overhead_cpu.json
     python3 bench/collect_overhead.py --device cuda --size 512 1024 --json $OUT/overhead.json   # a GPU box
 """
 

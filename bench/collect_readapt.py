@@ -13,7 +13,7 @@
 
 Run (≈ 8-10 min on 2 CPU cores)::
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/collect_readapt.py --json docs/collection_readapt.json
+    OMP_NUM_THREADS=2 .venv/bin/python bench/collect_readapt.py --json docs/results/collection_readapt.json
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ def main() -> int:
     res["collection"] = {k: v for k, v in collection_stats(col_dir).items() if k in ("samples", "bytes", "ignored_fraction", "class_samples")}
     res["verify_problems"] = verify_collection(col_dir)["problems"]
     # pseudo-label quality against the real dusk labels (only to report; adaptation never reads them)
-    from pipa_edge.runtime.collect.dataset import CollectedDataset
+    from pipa_edge.data.datasets.collected import CollectedDataset
     from pipa_edge.data.build import build_dataset
     gt = build_dataset({"type": "camvid", "root": str(args.data), "split": "dusk_train", "resize": list(args.size)})
     gt_by_img = {gt[i]["image"].tobytes(): gt[i]["label"] for i in range(len(gt))}

@@ -2,7 +2,7 @@
 """Two identical CPU trainings at once vs one alone: per-iteration slowdown of each.
 
 Every worker is a fresh process that runs the demo's training step (SegFormer-B0 source-only,
-batch 4, 128×128 crops, synthetic data: :class:`pipa_edge.bench.train_step._MethodRunner`), a few
+batch 4, 128×128 crops, synthetic data: :class:`pipa_edge.bench.train_step.MethodRunner`), a few
 warm-up steps, then ``--iters`` timed steps. For each thread setting: one worker alone, then two
 workers started together (a file barrier after warm-up); a worker's slowdown is the median of its
 steps while the other one was still running, divided by the median step of the worker alone.
@@ -17,7 +17,7 @@ Settings (``--configs``):
 
 Needs a quiet machine (nothing else using the cores): the load average is printed and stored.
 
-    .venv/bin/python bench/contention.py --iters 80 --json docs/contention.json
+    .venv/bin/python bench/contention.py --iters 80 --json docs/results/contention.json
     .venv/bin/python bench/contention.py --iters 5 --warmup 1 --configs default --json /tmp/c.json   # smoke
     .venv/bin/python bench/contention.py --compete old &   # a competitor for timing `make demo` beside it
 
@@ -68,11 +68,11 @@ def worker(a: argparse.Namespace) -> None:
     import torch
 
     from pipa_edge.bench.latency import build_arch
-    from pipa_edge.bench.train_step import _MethodRunner, default_adapt_config, synthetic_batch
+    from pipa_edge.bench.train_step import MethodRunner, default_adapt_config, synthetic_batch
 
     seg = build_arch("segformer-b0", 0)
     batch = synthetic_batch(seg.classes, a.batch, (a.crop, a.crop), 0)
-    runner = _MethodRunner("source_only", seg, default_adapt_config(), "cpu", lr=1e-3)
+    runner = MethodRunner("source_only", seg, default_adapt_config(), "cpu", lr=1e-3)
     for _ in range(a.warmup):
         runner.step(batch)
     Path(a.ready).touch()
@@ -155,7 +155,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--batch", type=int, default=4, help="images per step (the demo's 4)")
     ap.add_argument("--crop", type=int, default=128, help="square crop (the demo's 128)")
-    ap.add_argument("--json", default=None, help="write the results here (e.g. docs/contention.json)")
+    ap.add_argument("--json", default=None, help="write the results here (e.g. docs/results/contention.json)")
     ap.add_argument("--compete", metavar="SETTING", default=None,
                     help="only run one training of SETTING until killed (a competitor for other timings, e.g. "
                          "`make demo`; 'old' = a 2-thread job with spinning OpenMP threads)")

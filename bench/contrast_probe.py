@@ -19,7 +19,7 @@ anchor). State: the config's
 ``init_from`` with freshly initialised heads (start) or ``--state RUN/last.pt`` (end).
 
     python bench/contrast_probe.py runs/camvid_cpu/pipa_cbst_bnfix_s0/config.yaml \
-        --state runs/camvid_cpu/pipa_cbst_bnfix_s0/last.pt --batches 4 --json docs/contrast_probe_camvid.json
+        --state runs/camvid_cpu/pipa_cbst_bnfix_s0/last.pt --batches 4 --json docs/results/contrast_probe_camvid.json
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def geometry(pix, f, y, score) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from pipa_edge.adapt.sampling import RandomSampler, TaskSmartSampler, _topk_mask
+    from pipa_edge.adapt.sampling import RandomSampler, TaskSmartSampler, topk_mask
 
     b, c, h, w = f.shape
     yg = y.reshape(b, h, w)
@@ -76,7 +76,7 @@ def geometry(pix, f, y, score) -> dict:
     ok = (nb != pix.ignore_index) & (yg.unsqueeze(1) != pix.ignore_index)
     boundary = ((nb != yg.unsqueeze(1).float()) & ok).any(1).reshape(-1)
     yy, ff = y.reshape(-1), f.permute(0, 2, 3, 1).reshape(-1, c)
-    a_idx, c_idx = pix._select(yy, None if score is None else score.reshape(-1))
+    a_idx, c_idx = pix.select(yy, None if score is None else score.reshape(-1))
     rand_a = RandomSampler(pix.sampler.generator).anchors(yy, None, pix.anchors_per_class, pix.ignore_index,
                                                           pix.num_classes)
     zc = pix.embed(ff[c_idx])
@@ -87,7 +87,7 @@ def geometry(pix, f, y, score) -> dict:
     other = ya.view(-1, 1) != yc.view(1, -1)
     k = pix.negatives_per_anchor
     ratio = pix.sampler.hard_negative_ratio if isinstance(pix.sampler, TaskSmartSampler) else 0.0
-    hard = _topk_mask(sim, other, int(round(ratio * min(k, sim.shape[1]))))
+    hard = topk_mask(sim.detach(), other, int(round(ratio * min(k, sim.shape[1]))))
     rnd = RandomSampler(pix.sampler.generator).negatives(sim, other & ~hard, k)
 
     def near(mask):  # same image, within 2 cells (stride 4: 8 input pixels) of the anchor
@@ -175,7 +175,7 @@ def main() -> int:
     from pipa_edge.errors import PipaError
     from pipa_edge.train.checkpoint import load_train_state, restore_method
     from pipa_edge.train.config import load_train_config
-    from pipa_edge.train.trainer import _Trainer
+    from pipa_edge.train.trainer import Trainer
 
     try:
         torch.set_num_threads(a.threads)
@@ -184,11 +184,11 @@ def main() -> int:
                                            "num_workers=0"])
         if cfg.method != "pipa" or not cfg.adapt.pixel_contrast.enabled:
             raise PipaError(f"{a.config}: needs method 'pipa' with adapt.pixel_contrast.enabled")
-        tr = _Trainer(cfg, resume=False)
+        tr = Trainer(cfg, resume=False)
         tr.setup()
         if a.state:
             restore_method(tr.method, load_train_state(a.state), a.state)
-        gen = tr._batches()
+        gen = tr.batches()
         rows = probe(tr.method, (next(gen) for _ in range(a.batches)), cfg.optim.max_iters, a.max_cells)
     except PipaError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -11,7 +11,7 @@ flow on the frames from ``--eval-start`` on (never seen in training); the share 
 predicted class (a model that predicts one class everywhere is perfectly "consistent"); CamVid
 dusk / day mIoU (labels), so consistency is not bought with accuracy.
 
-    python bench/dashcam_temporal.py --init runs/camvid_cpu/pipa_s0/final.pt --json docs/dashcam_temporal.json
+    python bench/dashcam_temporal.py --init runs/camvid_cpu/pipa_s0/final.pt --json docs/results/dashcam_temporal.json
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def main() -> int:
     ap.add_argument("--camvid", default=str(REPO.parent / "shared/data/camvid"))
     ap.add_argument("--video", default=str(REPO.parent / "shared/data/video/solidWhiteRight.mp4"))
     ap.add_argument("--out", default="runs/dashcam_temporal")
-    ap.add_argument("--json", default="docs/dashcam_temporal.json")
+    ap.add_argument("--json", default="docs/results/dashcam_temporal.json")
     ap.add_argument("--iters", type=int, default=150)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-frames", type=int, default=150, help="target = the first N frames of the clip")

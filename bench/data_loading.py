@@ -5,7 +5,7 @@ Reads real CamVid (day_train) and the Cityscapes sample from ``../shared/data`` 
 always a synthetic 1280x720 image/label pair for the transform at GTA5 scale. Single process,
 one OpenCV thread (the per-DataLoader-worker cost).
 
-    python bench/data_loading.py --data ../shared/data --json docs/data_loading.json
+    python bench/data_loading.py --data ../shared/data --json docs/results/data_loading.json
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ For each architecture (random weights: speed does not depend on them) it exports
 in-graph preprocessing (uint8 NHWC frame in, logits at input resolution out), then measures the
 median batch-1 latency of each backend on the same frame, and, interleaved round by round, the two
 key ratios: torch eager / our ORT backend, and our ORT backend / bare ``InferenceSession.run`` on
-the same file. Writes ``docs/export_speed.json`` and prints a table.
+the same file. Writes ``docs/results/export_speed.json`` and prints a table.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--rounds", type=int, default=10, help="interleaved rounds for the key ratios")
     ap.add_argument("--out", default=str(REPO / "runs" / "bench_export"))
-    ap.add_argument("--json", default=str(REPO / "docs" / "export_speed.json"))
+    ap.add_argument("--json", default=str(REPO / "docs" / "results" / "export_speed.json"))
     args = ap.parse_args(argv)
     os.environ.setdefault("PIPA_NO_PROGRESS", "1")
     threads = int(os.environ.get("OMP_NUM_THREADS", "2") or 2)
@@ -144,7 +144,7 @@ def main(argv=None) -> int:
 
 
 def markdown(d: dict) -> str:
-    """The tables of docs/export.md, from the JSON."""
+    """The tables of docs/benchmarks.md, from the JSON."""
     m = d["machine"]
     lines = [f"Run: `{d['command'].strip()}`, {m['date']}; torch {m['torch']}, onnxruntime {m['onnxruntime']}, "
              f"{m['threads']} threads; random weights, batch 1, uint8 RGB frame in → logits at input resolution out.",

@@ -103,7 +103,7 @@ def main() -> int:
     from pipa_edge.errors import PipaError
     from pipa_edge.train.checkpoint import load_train_state, restore_method
     from pipa_edge.train.config import load_train_config
-    from pipa_edge.train.trainer import _Trainer
+    from pipa_edge.train.trainer import Trainer
 
     try:
         torch.set_num_threads(a.threads)
@@ -111,12 +111,12 @@ def main() -> int:
         cfg = load_train_config(a.config, [*a.set, "device=cpu", f"out_dir={tmp}", "num_workers=0"])
         if cfg.method != "pipa":
             raise PipaError(f"{a.config}: method is '{cfg.method}', this diagnostic needs 'pipa' (key 'method')")
-        tr = _Trainer(cfg, resume=False)
+        tr = Trainer(cfg, resume=False)
         tr.setup()
         if a.state:
             restore_method(tr.method, load_train_state(a.state), a.state)
         it = cfg.optim.max_iters // 2 if a.it is None else a.it
-        gen = tr._batches()
+        gen = tr.batches()
         rows = measure(tr.method, (next(gen) for _ in range(a.batches)), it, cfg.optim.grad_clip)
     except PipaError as e:
         print(f"error: {e}", file=sys.stderr)

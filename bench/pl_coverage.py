@@ -1,7 +1,7 @@
 """Benchmark: are a model's target errors inside or outside the cells its own pseudo-labels cover?
 
     python bench/pl_coverage.py --ckpt NAME=runs/camvid_cpu/source_only_s0/final.pt \
-        --ckpt NAME=runs/camvid_cpu/pipa_cbst_bnfix_s0/final.pt ... [--json docs/pl_coverage_camvid.json]
+        --ckpt NAME=runs/camvid_cpu/pipa_cbst_bnfix_s0/final.pt ... [--json docs/results/pl_coverage_camvid.json]
 
 (``--json``: the rows are added to that file's, a file of another setting is refused.)
 
@@ -34,9 +34,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
-from pipa_edge.bench.cli_args import existing_dir, named_checkpoint  # noqa: E402
-from pipa_edge.bench.results_json import SettingMismatch, open_results, write_results  # noqa: E402
+from lib_cli_args import existing_dir, named_checkpoint  # noqa: E402
+from lib_results_json import SettingMismatch, open_results, write_results  # noqa: E402
 
 
 def coverage(model, dataset, threshold: float, quantile: float | None, batch: int = 8) -> dict:

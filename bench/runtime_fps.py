@@ -21,7 +21,7 @@ Ratios are measured within one round (adjacent passes): ``run / bare`` FPS and t
 capture or output). The machine is shared: the load average is recorded per round and the spread
 over rounds reported. ``--old-default`` adds the export as it was before (logits at input
 resolution) for comparison; ``--flips`` the flip-rate pass (palette classifier, and ``--model``).
-Writes ``docs/runtime_fps.json`` and prints a table.
+Writes ``docs/results/runtime_fps.json`` and prints a table.
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def main(argv=None) -> int:
     ap.add_argument("--flips", action="store_true", help="flip-rate pass (palette classifier; --model)")
     ap.add_argument("--motion", nargs="+", default=["off", "auto"],
                     help="run's motion compensation per pass (runtime/motion.py; 'default': the run default)")
-    ap.add_argument("--json", default=str(REPO / "docs" / "runtime_fps.json"))
+    ap.add_argument("--json", default=str(REPO / "docs" / "results" / "runtime_fps.json"))
     args = ap.parse_args(argv)
     args.input_size_given = args.input_size is not None
     hw = args.hw = tuple(int(v) for v in (args.input_size or "256x512").lower().split("x"))

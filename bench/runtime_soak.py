@@ -6,7 +6,7 @@
 folder. A sampler records RSS and open file descriptors; the baseline is taken after a warm-up
 (``--warmup`` frames: the scene cache, allocator pools and GStreamer plugins are then loaded) and
 compared with the end of the run and with the process after the run has closed everything.
-Writes docs/runtime_soak.json. The 300-frame version is tests/test_runtime_live.py.
+Writes docs/results/runtime_soak.json. The 300-frame version is tests/test_runtime_live.py.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", choices=("torch", "palette"), default="torch",
                     help="torch: untrained lraspp-mbv3 at 64x128 (small real network); palette: model-free")
     ap.add_argument("--source", default="test://?width=256&height=128")
-    ap.add_argument("--json", default=str(REPO / "docs" / "runtime_soak.json"))
+    ap.add_argument("--json", default=str(REPO / "docs" / "results" / "runtime_soak.json"))
     args = ap.parse_args(argv)
 
     from pipa_edge.runtime import run_stream

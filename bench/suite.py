@@ -14,7 +14,7 @@ both sides alike), all with :mod:`pipa_edge.bench` (exact percentiles, warm-up u
 4. temporal filter cost (softmax + EMA + hysteresis) as % of inference, on the backend's outputs;
 5. PiPa++ vs mean-teacher (vs source-only) training step time on the same synthetic batch.
 
-Writes ``docs/benchmarks.md`` (table + command + machine) and ``docs/benchmarks.json`` (everything,
+Writes ``docs/results/benchmarks.md`` (table + command + machine) and ``docs/results/benchmarks.json`` (everything,
 raw samples included).
 """
 
@@ -66,8 +66,9 @@ def _p50(r) -> float:
 def export_section(arch: str, hw, iters: int, rounds: int, threads: int | None, work: Path) -> tuple[list, list]:
     """torch eager vs our ORT backend vs bare ORT on one exported graph."""
     from pipa_edge.bench.latency import Case, bench_cases, build_arch
-    from pipa_edge.export.onnx import build_meta, export_onnx, save_onnx
+    from pipa_edge.export.onnx import build_meta, export_onnx
     from pipa_edge.runtime.backends import load_backend
+    from pipa_edge.runtime.backends.sidecar import save_onnx
     from pipa_edge.runtime.backends.torch_backend import TorchBackend
 
     seg = build_arch(arch)
@@ -227,7 +228,7 @@ def write_markdown(path: Path, payload: dict) -> None:
     lines += ["", "Method: percentiles are exact over all samples with linear interpolation (numpy default); "
               "std is the sample std, CoV = std/mean; no outlier is clipped; warm-up runs until the medians of "
               "two consecutive 5-run windows agree within 5 % (at most 20 s). Peak memory on CPU is the sampled "
-              "process RSS (approximate). Raw samples and the full environment are in `docs/benchmarks.json`.", ""]
+              "process RSS (approximate). Raw samples and the full environment are in `docs/results/benchmarks.json`.", ""]
     path.write_text("\n".join(lines))
 
 
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-imgsz", default="128x128")
     ap.add_argument("--train-batch", type=int, default=2)
     ap.add_argument("--train-iters", type=int, default=8)
-    ap.add_argument("--out", default=str(REPO / "docs"), help="folder for benchmarks.md/.json (default docs/)")
+    ap.add_argument("--out", default=str(REPO / "docs" / "results"), help="folder for benchmarks.md/.json (default docs/results/)")
     ap.add_argument("--render-only", action="store_true", help="rewrite benchmarks.md from benchmarks.json, no runs")
     a = ap.parse_args(argv)
     if a.render_only:

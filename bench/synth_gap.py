@@ -11,7 +11,7 @@ trains a small segmenter from scratch with a plain torch loop (no project traine
 
 and scores both on held-out sim and held-out real frames (mIoU over the synth11 classes present
 in the ground truth). A real gap shows as source-only real ≪ source-only sim, with the oracle
-doing well on real. Prints a table and writes JSON (default docs/synth_gap.json).
+doing well on real. Prints a table and writes JSON (default docs/results/synth_gap.json).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=None, help="generator processes")
     ap.add_argument("--skip-generate", action="store_true", help="reuse the data already in --data")
-    ap.add_argument("--json", default=str(REPO / "docs" / "synth_gap.json"))
+    ap.add_argument("--json", default=str(REPO / "docs" / "results" / "synth_gap.json"))
     args = ap.parse_args(argv)
 
     import torch

@@ -19,7 +19,7 @@ vs the filter and flow + warp on the same frames, per input size.
 
     python bench/temporal_motion.py --synth-ckpt runs/h4_motion/source_only/final.pt \
         --synth-data runs/h4_motion/synth_eval --camvid-ckpt runs/shared/camvid_source_only_s0/final.pt \
-        --json docs/temporal_motion.json
+        --json docs/results/temporal_motion.json
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class Scorer:
     """mIoU (where labelled) + flip rate / TC per variant over many clips; metric flow cached per pair."""
 
     def __init__(self, classes, variants):
-        from pipa_edge.adapt.flow import DISFlow
+        from pipa_edge.data.flow import DISFlow
         from pipa_edge.train.metrics import ConfusionMeter
         from pipa_edge.train.video_metrics import VideoMeter
 
@@ -116,7 +116,7 @@ class Scorer:
                 prev = pred
 
     def rows(self) -> dict:
-        from pipa_edge.train.metrics import summarize
+        from pipa_edge.metrics import summarize
 
         out = {}
         for v in self.variants:
@@ -135,7 +135,7 @@ def farneback(img_t: np.ndarray, img_prev: np.ndarray) -> tuple[np.ndarray, np.n
     """Metric cross-check independent of DIS: Farneback flow t → prev, forward-backward checked."""
     import cv2
 
-    from pipa_edge.adapt.flow import fb_consistency
+    from pipa_edge.data.flow import fb_consistency
 
     a, b = (cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2GRAY) for x in (img_t, img_prev))
     fwd = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 15, 3, 5, 1.2, 0)
@@ -327,7 +327,7 @@ def main() -> int:
     ap.add_argument("--min-height", type=int, default=64, help="MotionCompensator(min_height=...)")
     ap.add_argument("--only", nargs="+", default=["synth", "camvid", "dashcam", "cost"],
                     choices=["synth", "camvid", "dashcam", "cost"])
-    ap.add_argument("--json", default="docs/temporal_motion.json")
+    ap.add_argument("--json", default="docs/results/temporal_motion.json")
     a = ap.parse_args()
     import torch
 

@@ -7,8 +7,8 @@ flip rate of CamVid-adapted checkpoints on the real dash-cam clip (no labels).
 Every row is the project's trainer on train/synth_video_pipa.yaml with overrides, started from the
 same source-only checkpoint (trained once, seed 0). Metrics: :func:`pipa_edge.train.video_eval.evaluate_sequences`.
 
-    python bench/video_adapt.py --out runs/video --json docs/video_adapt.json --seeds 0 --iters 200
-    python bench/video_adapt.py --out runs/video --json docs/video_adapt.json --only overhead
+    python bench/video_adapt.py --out runs/video --json docs/results/video_adapt.json --seeds 0 --iters 200
+    python bench/video_adapt.py --out runs/video --json docs/results/video_adapt.json --only overhead
     python bench/video_adapt.py --dashcam ../shared/data/video/solidWhiteRight.mp4 \\
         --dashcam-ckpt 'pipa=runs/camvid_day2dusk_pipa/final.pt' --only dashcam
 """
@@ -75,7 +75,7 @@ def overhead(init: Path, data: Path, steps: int = 8) -> dict:
     from pipa_edge.data.build import build_train_dataset
     from pipa_edge.adapt.flow import batch_flow
     from pipa_edge.train.config import load_train_config
-    from pipa_edge.train.trainer import build_model_and_method
+    from pipa_edge.train.build import build_model_and_method
 
     cfg = load_train_config(RECIPE, [f"init_from={init}", f"source.root={data}", f"target.root={data}",
                                      "source.resize=null", "target.resize=null", "val=null"])
@@ -146,7 +146,7 @@ def dashcam(video: str, ckpts: list[str], imgsz: tuple[int, int], limit: int | N
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="runs/video")
-    ap.add_argument("--json", default="docs/video_adapt.json")
+    ap.add_argument("--json", default="docs/results/video_adapt.json")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--iters", type=int, default=200, help="adaptation iterations per row")
     ap.add_argument("--src-iters", type=int, default=400, help="source-only iterations")

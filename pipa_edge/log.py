@@ -15,6 +15,17 @@ console = Console(stderr=True, highlight=False)
 _quiet = bool(os.environ.get("PIPA_QUIET"))
 
 
+def set_quiet(quiet: bool = True) -> None:
+    """Silence (or restore) stage lines, tables and progress bars, as ``PIPA_QUIET=1`` does."""
+    global _quiet
+    _quiet = bool(quiet)
+
+
+def is_quiet() -> bool:
+    """Whether stage lines, tables and progress bars are silenced."""
+    return _quiet
+
+
 def stage(name: str, msg: str) -> None:
     """``[export] wrote model.onnx`` — the Ultralytics-style stage prefix, in colour."""
     if not _quiet:

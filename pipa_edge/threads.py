@@ -12,7 +12,7 @@ Two settings keep a CPU job from collapsing when another process uses the same c
 * **an explicit intra-op thread count** (``--threads N`` / ``threads:`` in a train recipe); the
   default is ``OMP_NUM_THREADS`` when set, else the CPUs this process may run on.
 
-``bench/contention.py`` measures both (docs/robustness.md). A user's own ``OMP_WAIT_POLICY`` is
+``bench/contention.py`` measures both (docs/runtime.md). A user's own ``OMP_WAIT_POLICY`` is
 never overridden.
 """
 

@@ -13,7 +13,8 @@ from pipa_edge.adapt.rcs import RareClassSampler, class_pixel_counts, rcs_class_
 from pipa_edge.data.classes import ClassSet
 from pipa_edge.errors import ConfigError
 from pipa_edge.models.segmenter import SegOutput, Segmenter
-from pipa_edge.train.method import TrainMethod, build_method
+from pipa_edge.adapt.base import TrainMethod
+from pipa_edge.train.method import build_method
 
 CLS4 = ClassSet("t4", ("a", "b", "c", "d"), ((0, 0, 0), (1, 1, 1), (2, 2, 2), (3, 3, 3)))
 

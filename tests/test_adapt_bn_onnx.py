@@ -58,8 +58,8 @@ def exported(request, tmp_path_factory):
 def test_export_writes_companion_and_zero_change_refold_is_identity(exported):
     import onnx
 
-    from pipa_edge.export.bn_adapt import companion_paths, load_companion
-    from pipa_edge.export.bn_refold import refold
+    from pipa_edge.runtime.bn_adapt import companion_paths, load_companion
+    from pipa_edge.runtime.bn_refold import refold
     from pipa_edge.runtime.backends.ort_backend import OrtBackend
     from pipa_edge.runtime.backends.sidecar import read_sidecar
 
@@ -78,7 +78,7 @@ def test_export_writes_companion_and_zero_change_refold_is_identity(exported):
 
 
 def test_adapt_bn_matches_torch_adabn_on_the_same_frames(exported, tmp_path):
-    from pipa_edge.export.bn_adapt import adapt_bn_onnx, batch_sizes, load_companion
+    from pipa_edge.runtime.bn_adapt import adapt_bn_onnx, batch_sizes, load_companion
     from pipa_edge.export.parity import compare
     from pipa_edge.models.io import load_segmenter
     from pipa_edge.runtime.backends.ort_backend import OrtBackend
@@ -119,7 +119,7 @@ def test_refold_splits_a_constant_shared_between_layers():
     import onnx
     from onnx import helper, numpy_helper
 
-    from pipa_edge.export.bn_refold import BNLayer, refold
+    from pipa_edge.runtime.bn_refold import BNLayer, refold
 
     w = np.ones((2, 3, 1, 1), np.float32)
     init = [numpy_helper.from_array(w, "w")]
@@ -138,7 +138,7 @@ def test_refold_splits_a_constant_shared_between_layers():
 def test_too_few_frames_and_never_overwrite(exported, tmp_path, capsys):
     from pipa_edge.cli.main import main
     from pipa_edge.errors import ConfigError, DataError
-    from pipa_edge.export.bn_adapt import adapt_bn_onnx
+    from pipa_edge.runtime.bn_adapt import adapt_bn_onnx
     from pipa_edge.fileio import file_sha256
 
     _, model = exported

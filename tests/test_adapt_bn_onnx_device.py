@@ -79,8 +79,8 @@ def test_adapt_bn_cli_runs_without_torch_on_a_collection(model, tmp_path):
 def test_video_frames_and_chained_adaptation(model, tmp_path):
     import cv2
 
-    from pipa_edge.export.bn_adapt import adapt_bn_onnx
-    from pipa_edge.export.bn_frames import open_frames
+    from pipa_edge.data.bn_frames import open_frames
+    from pipa_edge.runtime.bn_adapt import adapt_bn_onnx
 
     path = tmp_path / "clip.mp4"
     imgs = _frames(12, 1)
@@ -103,7 +103,7 @@ def test_missing_companion_is_one_line(model, tmp_path):
     import shutil
 
     from pipa_edge.errors import ModelFileError
-    from pipa_edge.export.bn_adapt import adapt_bn_onnx
+    from pipa_edge.runtime.bn_adapt import adapt_bn_onnx
 
     lone = tmp_path / "lone.onnx"
     shutil.copyfile(model, lone)
@@ -119,8 +119,9 @@ def test_sessions_closed_and_int8_engine_calibrates_on_the_video(model, tmp_path
     import cv2
 
     import pipa_edge.export.from_onnx as from_onnx
-    from pipa_edge.export.bn_adapt import StatsGraph, adapt_bn_onnx
+    from pipa_edge.export.bn_adapt import build_engine_for
     from pipa_edge.runtime.backends.ort_backend import OrtBackend
+    from pipa_edge.runtime.bn_adapt import StatsGraph, adapt_bn_onnx
 
     path = tmp_path / "clip.mp4"
     imgs = _frames(12, 2)
@@ -141,9 +142,9 @@ def test_sessions_closed_and_int8_engine_calibrates_on_the_video(model, tmp_path
         return type("R", (), {"deployed": tmp_path / "fake.engine"})()
 
     monkeypatch.setattr(from_onnx, "export_from_onnx", fake_export)
-    rep = adapt_bn_onnx(model, path, tmp_path / "a.onnx", num_frames=12, batch_size=4, engine=True,
-                        engine_precision="int8", show_progress=False)
+    rep = adapt_bn_onnx(model, path, tmp_path / "a.onnx", num_frames=12, batch_size=4, show_progress=False)
     assert sorted(closed) == ["OrtBackend", "OrtBackend", "StatsGraph"], closed
-    assert rep["engine"] == str(tmp_path / "fake.engine") and rep["labels_changed"] is not None
+    assert rep["engine"] is None and rep["labels_changed"] is not None
+    assert build_engine_for(Path(rep["out"]), "int8", path) == tmp_path / "fake.engine"
     assert seen["frames"] == [(*SIZE, 3)] * 12  # the video's 12 frames at the model size, not synthetic ones
     assert not seen["calib"].exists()  # the temporary folder is removed after the build

@@ -53,7 +53,7 @@ def test_adapt_every_swaps_between_frames(model, tmp_path, capsys):
 
 
 def test_failed_adaptation_keeps_the_model(model, tmp_path, capsys, monkeypatch):
-    import pipa_edge.export.bn_adapt as bn_adapt
+    import pipa_edge.runtime.bn_adapt as bn_adapt
 
     def broken(*a, **k):
         raise RuntimeError("simulated failure")
@@ -109,7 +109,7 @@ def test_close_while_adapting_closes_the_late_backend_once(model, tmp_path, monk
     import threading
     from types import SimpleNamespace
 
-    import pipa_edge.export.bn_adapt as bn_adapt
+    import pipa_edge.runtime.bn_adapt as bn_adapt
     import pipa_edge.runtime.backends as backends
     from pipa_edge.runtime.adapt_swap import AdaptSwap
 

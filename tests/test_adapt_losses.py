@@ -58,28 +58,6 @@ def test_pixel_contrast_forward_downsamples_and_has_grad():
     assert pc.last_stats["anchors"] <= 3 * 5
 
 
-class _Recorder(RandomSampler):
-    """Random sampler that keeps the cell labels it was asked to sample from."""
-
-    def anchors(self, labels, *args, **kw):
-        self.seen = labels.clone()
-        return super().anchors(labels, *args, **kw)
-
-
-def test_pixel_contrast_min_purity_keeps_boundary_cells_out():
-    lab = torch.zeros(1, 8, 8, dtype=torch.long)
-    lab[:, :, 3:] = 1  # columns 0-2 class 0, 3-7 class 1: the feature cells (2x2 px) of column 1 are mixed
-    lab[:, 4:, :] = 2
-    f = torch.randn(1, 8, 4, 4)
-    seen = {}
-    for purity in (0.0, 0.9):
-        rec = _Recorder()
-        PixelContrast(8, 3, IG, proj_dim=4, anchors_per_class=16, sampler=rec, min_purity=purity)(f, lab)
-        seen[purity] = rec.seen.view(4, 4)
-    assert int((seen[0.0] == IG).sum()) == 0
-    assert (seen[0.9][:2, 1] == IG).all() and int((seen[0.9] == IG).sum()) == 2
-
-
 def test_samplers_respect_caps_and_ignore():
     torch.manual_seed(0)
     y = torch.tensor([0] * 50 + [1] * 3 + [IG] * 40 + [7] * 5)

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipa_edge.adapt.smoke import smoke_table
+from _bench_util import load_bench
+
+smoke_table = load_bench("adapt_smoke").smoke_table
 
 
 def _synth_batch(tmp_path, b=2, size=(64, 96)):

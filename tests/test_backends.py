@@ -22,8 +22,9 @@ def tiny(tmp_path_factory):
     import torch
 
     from pipa_edge.data.classes import SYNTH11
-    from pipa_edge.export.onnx import build_meta, export_onnx, save_onnx
+    from pipa_edge.export.onnx import build_meta, export_onnx
     from pipa_edge.models import build_segmenter, save_segmenter
+    from pipa_edge.runtime.backends.sidecar import save_onnx
 
     d = tmp_path_factory.mktemp("backends")
     torch.manual_seed(0)

@@ -64,7 +64,8 @@ def test_coverage_counts_every_labelled_pixel_once_with_the_training_rule():
 def test_bench_argument_types_name_the_bad_value(tmp_path):
     import argparse
 
-    from pipa_edge.bench.cli_args import existing_dir, named_checkpoint
+    args = load_bench("lib_cli_args")
+    existing_dir, named_checkpoint = args.existing_dir, args.named_checkpoint
 
     ck = tmp_path / "a.pt"
     ck.write_bytes(b"")

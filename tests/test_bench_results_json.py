@@ -1,4 +1,4 @@
-"""pipa_edge.bench.results_json: benchmark JSON files grow run by run and refuse another setting."""
+"""bench/lib_results_json.py: benchmark JSON files grow run by run and refuse another setting."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import json
 
 import pytest
 
-from pipa_edge.bench.results_json import SettingMismatch, open_results, write_results
+from _bench_util import load_bench
+
+_rj = load_bench("lib_results_json")
+SettingMismatch, open_results, write_results = _rj.SettingMismatch, _rj.open_results, _rj.write_results
 
 
 def test_rows_of_the_same_setting_are_added(tmp_path):

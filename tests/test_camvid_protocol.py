@@ -98,7 +98,7 @@ def test_source_only_uses_the_weights_and_respects_the_ignore_index(tmp_path):
 
 
 def test_configure_loss_counts_the_stored_source_labels(tmp_path):
-    from pipa_edge.train.trainer import build_datasets
+    from pipa_edge.train.build import build_datasets
 
     src = make_folder_dataset(tmp_path / "src", SYNTH11, n=3, size=(16, 16))
     cfg = load_train_config(None, ["model.classes=synth11", f"source={{type: folder, root: {src}, classes: synth11}}",
@@ -122,7 +122,7 @@ def test_precise_bn_batches_cover_every_image(n, bs, sizes):
 
 def test_one_batching_function_for_precise_bn_and_onnx_bn_adaptation():
     from pipa_edge.batching import near_equal_batches
-    from pipa_edge.export.bn_adapt import batch_sizes
+    from pipa_edge.runtime.bn_adapt import batch_sizes
 
     assert precise_bn_batches is near_equal_batches and batch_sizes is near_equal_batches
 

@@ -92,10 +92,13 @@ def test_heldout_table_pools_folds_and_compares_with_the_source_of_the_same_seed
     assert p0["heldout"] == pytest.approx(pooled0) and p0["diff"] == pytest.approx(pooled0 - src0)
     assert p0["transductive"] == pytest.approx(100.0)
     assert table["source"]["diff_mean"] == 0 and table["oracle"]["heldout_mean"] == pytest.approx(100.0)
-    d = P.decide(list(table.values()), target_gain=3.0)
-    assert d["recommended"] == "pipa" and len(d["diff_per_seed"]) == 2
+    d = P.decide(list(table.values()), target_gain=3.0, min_seeds=2)
+    assert d["recommended"] == "pipa" and len(d["diff_per_seed"]) == 2 and not d["provisional"]
     assert d["target_met"] == (min(d["diff_per_seed"]) > 0 and np.mean(d["diff_per_seed"]) >= 3)
     assert 0 < d["gap_closed_pct"] < 100
+    # with fewer seeds than the protocol's 3 the decision is provisional and the target not judged
+    d3 = P.decide(list(table.values()), target_gain=3.0)
+    assert d3["provisional"] and d3["rows_short_of_seeds"] == ["pipa", "source"] and d3["target_met"] is False
 
 
 def test_decision_keeps_the_source_when_nothing_beats_it(P):

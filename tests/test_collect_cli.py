@@ -9,9 +9,9 @@ import pytest
 
 from pipa_edge.cli.main import main
 from pipa_edge.data.classes import CAMVID11
+from pipa_edge.data.collection import read_manifest, replay
 from pipa_edge.runtime.collect.collector import Collector
 from pipa_edge.runtime.collect.ops import prune_collection, verify_collection
-from pipa_edge.runtime.collect.store import read_manifest, replay
 
 from test_collect_store import easy_cfg, sample
 

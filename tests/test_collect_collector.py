@@ -9,7 +9,7 @@ import pytest
 
 from pipa_edge.data.classes import CAMVID11
 from pipa_edge.runtime.collect.collector import Collector
-from pipa_edge.runtime.collect.dataset import CollectedDataset
+from pipa_edge.data.datasets.collected import CollectedDataset
 
 from test_collect_store import easy_cfg, sample
 

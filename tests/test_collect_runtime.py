@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif("collect" not in RunOptions.model_fields,
 
 
 def test_run_stream_collects_a_verifiable_dataset(tmp_path):
-    from pipa_edge.runtime.collect.dataset import CollectedDataset
+    from pipa_edge.data.datasets.collected import CollectedDataset
     from pipa_edge.runtime.collect.ops import verify_collection
     from pipa_edge.runtime.pipeline import run_stream
 

@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 
 from pipa_edge.data.classes import CAMVID11, CITYSCAPES19
+from pipa_edge.data.collection import read_manifest, replay
 from pipa_edge.errors import DataError
 from pipa_edge.runtime.collect import store as store_mod
 from pipa_edge.runtime.collect.collector import Collector
 from pipa_edge.runtime.collect.config import CollectConfig
 from pipa_edge.runtime.collect.ops import verify_collection
-from pipa_edge.runtime.collect.store import Store, eviction_order, read_manifest, replay
+from pipa_edge.runtime.collect.store import Store, eviction_order
 
 REPO = Path(__file__).resolve().parents[1]
 K = CAMVID11.num_classes
@@ -50,7 +51,7 @@ def disk_bytes(root: Path) -> int:
 
 
 def test_collector_writes_verified_samples_and_a_dataset_reads_them(tmp_path):
-    from pipa_edge.runtime.collect.dataset import CollectedDataset
+    from pipa_edge.data.datasets.collected import CollectedDataset
 
     col = Collector(tmp_path / "c", easy_cfg(save_confidence=True, image_format="png"), CAMVID11,
                     {"sha256": "f" * 64, "backend": "onnxruntime"}, source="file://x.mp4")

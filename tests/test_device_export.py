@@ -20,7 +20,8 @@ from _export_util import SIZE, make_ckpt, quick_cfg
 from pipa_edge.cli.main import main
 from pipa_edge.errors import ConfigError, DataError, ModelFileError
 from pipa_edge.export.config import ExportConfig
-from pipa_edge.export.from_onnx import device_frames, export_from_onnx, read_onnx_meta
+from pipa_edge.export.frames import load_frames
+from pipa_edge.export.from_onnx import export_from_onnx, read_onnx_meta
 from pipa_edge.runtime.backends.sidecar import file_sha256, read_sidecar, sidecar_path
 
 HAS_RTX = importlib.util.find_spec("tensorrt_rtx") is not None
@@ -115,16 +116,19 @@ def test_stateful_graph_and_engine_files_are_refused(tmp_path, exported, capsys)
 
 
 def test_device_frames_from_folder_and_collection(tmp_path):
-    frames, src = device_frames(_frames_dir(tmp_path / "flat", 5), 3, SIZE)
-    assert frames.shape == (3, *SIZE, 3) and frames.dtype == np.uint8 and "3 frames" in src
-    frames, _ = device_frames(_frames_dir(tmp_path / "col", 4, collection=True), 10, SIZE)
-    assert frames.shape == (4, *SIZE, 3)
+    fs = load_frames(_frames_dir(tmp_path / "flat", 5), 3, SIZE)
+    assert fs.frames.shape == (3, *SIZE, 3) and fs.frames.dtype == np.uint8 and "3 frames" in fs.source
+    assert fs.labels is None
+    fs = load_frames(_frames_dir(tmp_path / "col", 4, collection=True), 10, SIZE)
+    assert fs.frames.shape == (4, *SIZE, 3)
+    (tmp_path / "col" / "images" / ".f999.jpg.tmp.jpg").write_bytes(b"a write in progress")
+    assert load_frames(tmp_path / "col", 10, SIZE).frames.shape == (4, *SIZE, 3)  # hidden files are not frames
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="empty: no images found"):
-        device_frames(tmp_path / "empty", 3, SIZE)
+        load_frames(tmp_path / "empty", 3, SIZE)
     (tmp_path / "flat" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="broken.png: not a readable image"):
-        device_frames(tmp_path / "flat", 10, SIZE)
+        load_frames(tmp_path / "flat", 10, SIZE)
 
 
 @needs_rtx

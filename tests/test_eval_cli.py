@@ -19,7 +19,7 @@ from pipa_edge.models.zoo import build_segmenter
 from pipa_edge.train.config import EvalConfig
 from pipa_edge.train.eval_api import parse_data_spec
 from pipa_edge.train.evaluate import predict_logits, slide_logits
-from pipa_edge.train.metrics import confusion_matrix, mean_iou
+from pipa_edge.metrics import confusion_matrix, mean_iou
 from pipa_edge.train.toydata import make_folder_dataset
 
 

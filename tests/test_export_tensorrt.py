@@ -2,7 +2,7 @@
 on these machines), engine naming/caching, sidecar checks, and the one-line "no GPU" errors.
 
 The native TensorRT backend's inference path (deserialise → buffers → execute) needs a GPU and is
-not exercised here; docs/export.md lists it as unverified.
+not exercised here; docs/deploy.md lists it as unverified.
 """
 
 from __future__ import annotations

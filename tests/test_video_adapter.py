@@ -77,7 +77,7 @@ def test_flow_from_the_batch_teacher_key_encoder_and_image_batches():
 def test_trainer_target_pairs_share_the_crop(tmp_path):
     from pipa_edge.train.config import TrainConfig
     from pipa_edge.train.toydata import make_folder_dataset
-    from pipa_edge.train.trainer import build_datasets
+    from pipa_edge.train.build import build_datasets
 
     make_folder_dataset(tmp_path / "src", SYNTH11, n=2, size=(32, 48))
     frames = tmp_path / "frames" / "clip"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipa_edge.adapt.flow import write_int16_x10
+from pipa_edge.data.flow import write_int16_x10
 from pipa_edge.data.build import build_dataset
 from pipa_edge.data.config import DatasetConfig
 from pipa_edge.data.datasets.pairs import PairDataset, PairTrainTransform
@@ -124,7 +124,7 @@ def test_pairs_precomputed_flow_and_identical_augmentation(tmp_path):
     assert out["image"].shape == out["image_prev"].shape == (3, 8, 8) and out["image"].dtype == torch.uint8
     assert out["flow"].shape == (2, 8, 8) and torch.allclose(out["flow"][0], torch.tensor(-4.0))  # ×2 scale, flipped
     # same geometry + colour: warping frame t-k with the flow gives frame t where valid
-    from pipa_edge.adapt.flow import warp_np
+    from pipa_edge.data.flow import warp_np
 
     prev = out["image_prev"].permute(1, 2, 0).numpy().astype(np.float32)
     cur = out["image"].permute(1, 2, 0).numpy().astype(np.float32)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipa_edge.adapt.flow import CachedFlow, DISFlow, PrecomputedFlow, build_flow_provider, fb_consistency, \
-    read_int16_x10, resize_flow, warp_np, warp_torch, write_int16_x10
+from pipa_edge.adapt.flow import warp_torch
+from pipa_edge.data.flow import CachedFlow, DISFlow, PrecomputedFlow, build_flow_provider, fb_consistency, \
+    read_int16_x10, resize_flow, warp_np, write_int16_x10
 from pipa_edge.errors import DataError
 
 DX, DY = 3, 2

@@ -18,7 +18,6 @@ from pipa_edge.config import StrictModel
 class TeacherConfig(StrictModel):
     alpha: float = Field(0.999, ge=0.0, lt=1.0)  # max EMA factor: min(1 - 1/(it+1), alpha)
     ema_buffers: bool = True  # EMA BN running stats too (else copy them from the student)
-    eval_mode: bool = True  # teacher runs in eval mode (running BN stats, no dropout)
 
 
 class PseudoLabelConfig(StrictModel):
@@ -57,8 +56,6 @@ class PixelContrastConfig(StrictModel):
     anchors_per_class: int = Field(64, ge=1)  # cap per class and step
     negatives_per_anchor: int = Field(256, ge=1)
     min_valid: float = Field(0.5, gt=0.0, le=1.0)  # labelled fraction a feature cell needs (majority vote)
-    min_purity: float = Field(0.0, ge=0.0, le=1.0)  # winning class's share of the labelled pixels (0 = off)
-    use_target: bool = True  # add confident target pseudo-labels (mixed images) to the source GT
     warmup_iters: int = Field(0, ge=0)  # objective off before this iteration, then ramped in linearly
     ramp_iters: int = Field(0, ge=0)
 
@@ -76,9 +73,6 @@ class PatchContrastConfig(StrictModel):
     negatives_per_anchor: int = Field(256, ge=1)
     neg_min_dist: float = Field(1.5, ge=0.0)  # in-view negatives at least this many cells away
     memory_size: int = Field(0, ge=0)  # FIFO of past (detached) embeddings used as extra negatives
-    filter_memory_by_label: bool = True  # memory negatives only with a different pseudo-label
-    flip: bool = True
-    photometric: bool = True
     warmup_iters: int = Field(0, ge=0)
     ramp_iters: int = Field(0, ge=0)
 
@@ -110,23 +104,10 @@ class DistillConfig(StrictModel):
 
 class AdaptConfig(StrictModel):
     source_weight: float = Field(1.0, ge=0.0)  # supervised CE on source images
-    concat_forward: bool = True  # one student forward over source + mixed (else two forwards)
     # extra student forwards (patch views, temporal frame pairs) move the BatchNorm running statistics
-    # (False: they normalise with their batch statistics, the running ones stay as the main forward set them)
-    # A per-recipe choice: True carries most of PiPa++'s lead on the synthetic gap, False is +4 on CamVid; the
-    # synthetic gain is mostly the views' half resolution, not target information (docs/video.md)
+    # (False: they normalise with their batch statistics, the running ones stay as the main forward set them);
+    # a per-recipe choice, measured in docs/benchmarks.md and docs/benchmarks.md
     aux_bn_update: bool = True
-    # one extra no-grad training-mode student forward of the clean target batch per step, before the main
-    # forward: the BatchNorm running statistics (hence evaluation, export and the EMA teacher's buffers) also
-    # track target-only batches (AdaBN-like). No gradient, no loss term; any method. What PiPa++'s patch views
-    # do as a side effect when aux_bn_update is true, for a same-BN baseline; measured effects (mostly the
-    # scale, not the domain): docs/video.md, docs/adaptation.md
-    target_bn_stats: bool = False
-    # the extra forward's images resized by this factor (bilinear; the patch views are ~0.5-1x crops at half size)
-    target_bn_scale: float = Field(1.0, gt=0.0, le=2.0)
-    # the extra forward's batch: the target images (the point), or the source images (a control: same extra
-    # forward, no target information)
-    target_bn_images: Literal["target", "source"] = "target"
     teacher: TeacherConfig = TeacherConfig()
     pseudo_label: PseudoLabelConfig = PseudoLabelConfig()
     mix: MixConfig = MixConfig()

@@ -148,13 +148,12 @@ def _lookup(maps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
 class PatchContrast(nn.Module):
     def __init__(self, in_dim: int, ignore_index: int, proj_dim: int = 64, temperature: float = 0.1,
                  anchors: int = 128, negatives_per_anchor: int = 256, neg_min_dist: float = 1.5,
-                 memory_size: int = 0, filter_memory_by_label: bool = True, sampler: Optional[RandomSampler] = None):
+                 memory_size: int = 0, sampler: Optional[RandomSampler] = None):
         super().__init__()
         self.head = ProjectionHead(in_dim, proj_dim)
         self.ignore_index = int(ignore_index)
         self.temperature, self.anchors, self.neg_k = float(temperature), int(anchors), int(negatives_per_anchor)
         self.neg_min_dist, self.memory_size = float(neg_min_dist), int(memory_size)
-        self.filter_memory_by_label = bool(filter_memory_by_label)
         self.sampler = sampler or RandomSampler()
         self.memory: Optional[torch.Tensor] = None  # (Q, D) detached, FIFO; saved as extra state
         self.memory_label: Optional[torch.Tensor] = None
@@ -204,7 +203,7 @@ class PatchContrast(nn.Module):
         lab_a = lab.gather(1, idx)
         if self.memory is not None and self.memory.numel() > 0:
             sims.append(za @ self.memory.t())
-            if self.filter_memory_by_label and label is not None:
+            if label is not None:  # memory negatives only with a different pseudo-label
                 masks.append(lab_a[..., None] != self.memory_label.view(1, 1, -1))
             else:
                 masks.append(torch.ones(*ok.shape, self.memory.shape[0], dtype=torch.bool, device=dev))

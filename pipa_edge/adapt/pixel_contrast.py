@@ -3,8 +3,7 @@
 Shapes: decoder features ``f (B, C, h, w)`` of the student, labels ``y (B, H, W)`` at input
 resolution (source GT and confident target pseudo-labels; everything else = ignore index).
 
-    y'  = majority_vote(y, (h, w))        (B, h, w)      ignore never wins (pseudo.downsample_labels);
-                                                         optionally boundary cells (winner < min_purity) too
+    y'  = majority_vote(y, (h, w))        (B, h, w)      ignore never wins (pseudo.downsample_labels)
     anchors a (class-balanced, <= N per class, from the sampler), candidates c (anchors + a random
     class-balanced pool)
     z_c = normalize(g(f_c))               (M, D)         g: training-only projection head (1x1 convs +
@@ -48,18 +47,18 @@ class ProjectionHead(nn.Module):
 class PixelContrast(nn.Module):
     def __init__(self, in_dim: int, num_classes: int, ignore_index: int, proj_dim: int = 64,
                  temperature: float = 0.1, anchors_per_class: int = 64, negatives_per_anchor: int = 256,
-                 min_valid: float = 0.5, sampler: Optional[RandomSampler] = None, min_purity: float = 0.0):
+                 min_valid: float = 0.5, sampler: Optional[RandomSampler] = None):
         super().__init__()
         self.head = ProjectionHead(in_dim, proj_dim)
         self.num_classes, self.ignore_index = int(num_classes), int(ignore_index)
         self.temperature = float(temperature)
         self.anchors_per_class, self.negatives_per_anchor = int(anchors_per_class), int(negatives_per_anchor)
-        self.min_valid, self.min_purity = float(min_valid), float(min_purity)
+        self.min_valid = float(min_valid)
         self.sampler = sampler or RandomSampler()
         self._pool = RandomSampler(self.sampler.generator)
         self.last_stats: dict[str, float] = {}
 
-    def _select(self, y: torch.Tensor, score: Optional[torch.Tensor]):
+    def select(self, y: torch.Tensor, score: Optional[torch.Tensor]):
         """Anchor cells (sampler) and candidate cells (anchors + a random class-balanced pool)."""
         a_idx = self.sampler.anchors(y, score, self.anchors_per_class, self.ignore_index, self.num_classes)
         pool = self._pool.anchors(y, None, self.anchors_per_class, self.ignore_index, self.num_classes)
@@ -87,9 +86,9 @@ class PixelContrast(nn.Module):
         batch statistics (see the module docstring)."""
         b, c, h, w = features.shape
         y = labels if labels.shape[-2:] == (h, w) else downsample_labels(
-            labels, (h, w), self.num_classes, self.ignore_index, self.min_valid, self.min_purity)
+            labels, (h, w), self.num_classes, self.ignore_index, self.min_valid)
         y = y.reshape(-1)
-        a_idx, c_idx = self._select(y, None if score is None else score.reshape(-1))
+        a_idx, c_idx = self.select(y, None if score is None else score.reshape(-1))
         if a_idx.numel() < 2 or c_idx.numel() < 2:
             self.last_stats = {"anchors": float(a_idx.numel())}
             return features.sum() * 0.0

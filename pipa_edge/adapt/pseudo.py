@@ -70,13 +70,12 @@ def confident_labels(pl: PseudoLabels, ignore_index: int) -> torch.Tensor:
 
 
 def downsample_labels(label: torch.Tensor, size: tuple[int, int], num_classes: int, ignore_index: int,
-                      min_valid: float = 0.5, min_purity: float = 0.0) -> torch.Tensor:
+                      min_valid: float = 0.5) -> torch.Tensor:
     """Majority vote of ``(B, H, W)`` labels over the cells of a ``size = (h, w)`` grid.
 
     Each output cell takes the most frequent *class* among its pixels (ties: lowest index); the
-    ignore index never wins: a cell whose labelled fraction is below ``min_valid`` is ignore, and so
-    is a cell whose winning class holds less than ``min_purity`` of its labelled pixels (a cell on a
-    class boundary; 0 = keep every cell). Returns ``(B, h, w)`` int64.
+    ignore index never wins: a cell whose labelled fraction is below ``min_valid`` is ignore.
+    Returns ``(B, h, w)`` int64.
     """
     b, H, W = label.shape
     h, w = size
@@ -93,11 +92,9 @@ def downsample_labels(label: torch.Tensor, size: tuple[int, int], num_classes: i
         onehot = F.one_hot(safe, num_classes).permute(0, 3, 1, 2).float() * valid.unsqueeze(1).float()
         counts = F.adaptive_avg_pool2d(onehot, size)  # (B, K, h, w) class fractions per cell
     frac_valid = counts.sum(dim=1)
-    top, out = counts.max(dim=1)
+    _, out = counts.max(dim=1)
     out[frac_valid < min_valid - 1e-6] = ignore_index
     out[frac_valid <= 0] = ignore_index
-    if min_purity > 0:
-        out[top < min_purity * frac_valid - 1e-6] = ignore_index
     return out.view(b, *size).long()
 
 

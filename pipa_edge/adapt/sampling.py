@@ -107,10 +107,10 @@ class RandomSampler:
 
     def negatives(self, sim: torch.Tensor, allowed: torch.Tensor, k: int) -> torch.Tensor:
         """At most ``k`` random allowed candidates per row."""
-        return _topk_mask(self._rand(sim.shape, sim.device), allowed, k)
+        return topk_mask(self._rand(sim.shape, sim.device), allowed, k)
 
 
-def _topk_mask(key: torch.Tensor, allowed: torch.Tensor, k: int) -> torch.Tensor:
+def topk_mask(key: torch.Tensor, allowed: torch.Tensor, k: int) -> torch.Tensor:
     """Bool mask of the (at most) ``k`` largest ``key`` entries per row among ``allowed``."""
     k = min(int(k), key.shape[-1])
     if k <= 0 or key.numel() == 0:
@@ -150,7 +150,7 @@ class TaskSmartSampler(RandomSampler):
     def negatives(self, sim: torch.Tensor, allowed: torch.Tensor, k: int) -> torch.Tensor:
         k = min(int(k), sim.shape[-1])
         n_hard = int(round(self.hard_negative_ratio * k))
-        hard = _topk_mask(sim.detach(), allowed, n_hard)
+        hard = topk_mask(sim.detach(), allowed, n_hard)
         rnd = super().negatives(sim, allowed & ~hard, k - n_hard)
         return hard | rnd
 

@@ -7,7 +7,8 @@ The teacher is a frozen deep copy of the student segmenter, updated after every 
 
 for every parameter and, when ``ema_buffers`` is true, every floating-point buffer (BN running
 mean/var); integer buffers (``num_batches_tracked``) and, with ``ema_buffers=False``, all buffers
-are copied from the student. It lives on the Adapter, never on the segmenter.
+are copied from the student. The teacher always runs in eval mode (running BN statistics, no
+dropout). It lives on the Adapter, never on the segmenter.
 """
 
 from __future__ import annotations
@@ -26,19 +27,17 @@ def ema_alpha(it: int, alpha: float) -> float:
 
 
 class EMATeacher(nn.Module):
-    def __init__(self, student: Segmenter, alpha: float = 0.999, ema_buffers: bool = True, eval_mode: bool = True):
+    def __init__(self, student: Segmenter, alpha: float = 0.999, ema_buffers: bool = True):
         super().__init__()
         self.model = copy.deepcopy(student)
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.alpha = float(alpha)
         self.ema_buffers = bool(ema_buffers)
-        self.eval_mode = bool(eval_mode)
 
     def train(self, mode: bool = True) -> "EMATeacher":
         super().train(mode)
-        if self.eval_mode:
-            self.model.eval()
+        self.model.eval()  # running BN statistics, no dropout
         return self
 
     @torch.no_grad()
@@ -56,12 +55,10 @@ class EMATeacher(nn.Module):
 
     @torch.no_grad()
     def forward_features(self, x: torch.Tensor) -> SegOutput:
-        if self.eval_mode:
-            self.model.eval()
+        self.model.eval()
         return self.model.forward_features(x)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.eval_mode:
-            self.model.eval()
+        self.model.eval()
         return self.model(x)

@@ -29,10 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipa_edge.adapt.bn import bn_running_stats
-from pipa_edge.adapt.flow import resize_flow_torch, warp_torch
+from pipa_edge.adapt.flow import batch_flow, resize_flow_torch, warp_torch
 from pipa_edge.adapt.pixel_contrast import ProjectionHead
 from pipa_edge.adapt.pseudo import downsample_labels
 from pipa_edge.adapt.sampling import RandomSampler, info_nce
+from pipa_edge.data.flow import DISFlow
 
 
 def temporal_info_nce(za: torch.Tensor, zpos: torch.Tensor, ya: torch.Tensor, zpool: torch.Tensor,
@@ -60,7 +61,7 @@ class TemporalContrast(nn.Module):
     def __init__(self, in_dim: int, num_classes: int, ignore_index: int, proj_dim: int = 64,
                  temperature: float = 0.1, anchors_per_class: int = 64, pool_per_class: int = 64,
                  negatives_per_anchor: int = 256, min_valid: float = 0.5, label_consistent: bool = True,
-                 sampler: Optional[RandomSampler] = None):
+                 sampler: Optional[RandomSampler] = None, key_encoder: str = "student", dis_preset: str = "medium"):
         super().__init__()
         self.head = ProjectionHead(in_dim, proj_dim)
         self.num_classes, self.ignore_index = int(num_classes), int(ignore_index)
@@ -70,6 +71,8 @@ class TemporalContrast(nn.Module):
         self.min_valid, self.label_consistent = float(min_valid), bool(label_consistent)
         self.sampler = sampler or RandomSampler()
         self._pool = RandomSampler(self.sampler.generator)
+        self.key_encoder = key_encoder  # who embeds frame t-k: "student" or "teacher" (no gradient)
+        self.flow_estimator = DISFlow(dis_preset)  # flow t → t-k when the batch carries none
         self.last_stats: dict[str, float] = {}
 
     def _low(self, label: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
@@ -114,46 +117,45 @@ class TemporalContrast(nn.Module):
                                  self.sampler, self.negatives_per_anchor)
 
 
+    def step(self, segmenter, teacher, target: dict, pl_label: torch.Tensor, pl_conf: Optional[torch.Tensor] = None,
+             aux_bn_update: bool = True, confidence_score: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
+        """The Adapter's temporal term on a target batch ``{"image", "image_prev", ["flow", "flow_valid"]}``.
+
+        ``segmenter`` is the student, ``teacher`` its :class:`~pipa_edge.adapt.teacher.EMATeacher`;
+        ``pl_label``/``pl_conf``: the teacher's pseudo-labels of frame t (already computed by the
+        adapter). Flow missing from the batch is computed with OpenCV DIS (``flow_estimator``) on the
+        (augmented) uint8 frames. ``aux_bn_update``: the student forward moves the BatchNorm running
+        statistics; ``confidence_score``: hardness = 1 - teacher confidence (``sampler.score``).
+        Returns the unweighted loss and its logs.
+        """
+        seg = segmenter
+        x_t, x_p = target["image"], target["image_prev"]
+        if "flow" in target:
+            flow = target["flow"].float()
+            valid = target["flow_valid"].bool() if "flow_valid" in target else torch.ones_like(flow[:, 0], dtype=torch.bool)
+        else:
+            flow, valid = batch_flow(x_t, x_p, self.flow_estimator)
+        n = x_t.shape[0]
+        t_prev = teacher.forward_features(seg.normalize(x_p.float()))
+        y_prev = t_prev.logits_low.argmax(dim=1)
+        with bn_running_stats(seg, aux_bn_update):
+            if self.key_encoder == "teacher":
+                f_t = seg.forward_features(seg.normalize(x_t.float())).features
+                f_p = t_prev.features.detach()
+            else:
+                out = seg.forward_features(seg.normalize(torch.cat([x_t, x_p]).float()))
+                f_t, f_p = out.features[:n], out.features[n:]
+        score = None
+        if confidence_score and pl_conf is not None:
+            score = 1.0 - F.adaptive_avg_pool2d(pl_conf.float().unsqueeze(1), f_t.shape[-2:])[:, 0]
+        loss = self(f_t, f_p, flow, valid, pl_label, y_prev, score)
+        st = self.last_stats
+        return loss, {"loss_temporal": float(loss.detach()), "temporal_pos_cos": st.get("pos_cos", 0.0),
+                      "temporal_valid": st.get("valid_frac", 0.0)}
+
+
 def build_temporal(cfg, feature_dim: int, num_classes: int, ignore_index: int, sampler) -> TemporalContrast:
     """From a :class:`~pipa_edge.adapt.temporal_config.TemporalContrastConfig`."""
     return TemporalContrast(feature_dim, num_classes, ignore_index, cfg.proj_dim, cfg.temperature,
                             cfg.anchors_per_class, cfg.pool_per_class, cfg.negatives_per_anchor, cfg.min_valid,
-                            cfg.label_consistent, sampler)
-
-
-def temporal_step(adapter, target: dict, pl_label: torch.Tensor, pl_conf: Optional[torch.Tensor] = None
-                  ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The Adapter's temporal term on a target batch ``{"image", "image_prev", ["flow", "flow_valid"]}``.
-
-    ``pl_label``/``pl_conf``: the teacher's pseudo-labels of frame t (already computed by the
-    adapter). Flow missing from the batch is computed with OpenCV DIS on the (augmented) uint8
-    frames. Returns the unweighted loss and its logs.
-    """
-    from pipa_edge.adapt.flow import DISFlow, batch_flow
-
-    cfg, seg = adapter.cfg.temporal_contrast, adapter.segmenter
-    x_t, x_p = target["image"], target["image_prev"]
-    if "flow" in target:
-        flow = target["flow"].float()
-        valid = target["flow_valid"].bool() if "flow_valid" in target else torch.ones_like(flow[:, 0], dtype=torch.bool)
-    else:
-        if getattr(adapter, "_dis", None) is None:
-            adapter._dis = DISFlow(cfg.dis_preset)
-        flow, valid = batch_flow(x_t, x_p, adapter._dis)
-    n = x_t.shape[0]
-    t_prev = adapter.teacher.forward_features(seg.normalize(x_p.float()))
-    y_prev = t_prev.logits_low.argmax(dim=1)
-    with bn_running_stats(seg, adapter.cfg.aux_bn_update):
-        if cfg.key_encoder == "teacher":
-            f_t = seg.forward_features(seg.normalize(x_t.float())).features
-            f_p = t_prev.features.detach()
-        else:
-            out = seg.forward_features(seg.normalize(torch.cat([x_t, x_p]).float()))
-            f_t, f_p = out.features[:n], out.features[n:]
-    score = None
-    if adapter.cfg.sampler.score == "confidence" and pl_conf is not None:
-        score = 1.0 - F.adaptive_avg_pool2d(pl_conf.float().unsqueeze(1), f_t.shape[-2:])[:, 0]
-    loss = adapter.temporal(f_t, f_p, flow, valid, pl_label, y_prev, score)
-    st = adapter.temporal.last_stats
-    return loss, {"loss_temporal": float(loss.detach()), "temporal_pos_cos": st.get("pos_cos", 0.0),
-                  "temporal_valid": st.get("valid_frac", 0.0)}
+                            cfg.label_consistent, sampler, cfg.key_encoder, cfg.dis_preset)

@@ -119,7 +119,8 @@ def _export_for_ort(seg, label: str, hw: tuple[int, int], workdir) -> Path:
     """Export ``seg`` as ``pipa-edge export`` does (exact folds, then :mod:`pipa_edge.export.onnx`;
     float NCHW in, logits at input size out)."""
     from pipa_edge.export.fold import fold_for_export
-    from pipa_edge.export.onnx import build_meta, export_onnx, save_onnx
+    from pipa_edge.export.onnx import build_meta, export_onnx
+    from pipa_edge.runtime.backends.sidecar import save_onnx
 
     folder = Path(workdir or tempfile.mkdtemp(prefix="pipa-bench-"))
     folder.mkdir(parents=True, exist_ok=True)

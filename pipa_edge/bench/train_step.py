@@ -80,7 +80,7 @@ def default_adapt_config(overrides: Sequence[str] = ()):
 
 
 def synthetic_batch(classes, batch: int, hw: tuple[int, int], seed: int = 0) -> dict:
-    """The trainer's batch layout (see :mod:`pipa_edge.train.method`), random content."""
+    """The trainer's batch layout (see :mod:`pipa_edge.adapt.base`), random content."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -94,7 +94,10 @@ def _to(batch: dict, device: str) -> dict:
     return {k: _to(v, device) if isinstance(v, dict) else v.to(device) for k, v in batch.items()}
 
 
-class _MethodRunner:
+class MethodRunner:
+    """One method (``source_only`` / ``mean_teacher`` / ``pipa``) on a copy of ``segmenter`` with SGD;
+    :meth:`step` runs one full training step (forward, backward, optimiser, EMA) and returns its ms."""
+
     def __init__(self, name: str, segmenter, adapt_cfg, device: str, lr: float):
         import torch
 
@@ -128,7 +131,7 @@ class _MethodRunner:
         return sum(p.numel() for p in self.method.trainable_parameters())
 
 
-def _memory_of(runner: _MethodRunner, batch: dict, steps: int) -> dict:
+def _memory_of(runner: MethodRunner, batch: dict, steps: int) -> dict:
     import torch
 
     if runner.cuda:
@@ -159,7 +162,7 @@ def bench_train_step(arch: str = "segformer-b0", methods: Sequence[str] = METHOD
     runners = []
     for m in methods:
         torch.manual_seed(seed)
-        runners.append(_MethodRunner(m, seg, adapt_cfg, device, lr=1e-3))
+        runners.append(MethodRunner(m, seg, adapt_cfg, device, lr=1e-3))
     memory = {}
     for r in runners:  # warm-up doubles as the memory measurement (first steps allocate the most)
         if isolate:
@@ -229,7 +232,7 @@ def _child(argv: list[str]) -> None:
     seg = build_arch(a["arch"])
     data = _to(synthetic_batch(seg.classes, a["batch"], tuple(a["imgsz"])), a["device"])
     torch.manual_seed(0)
-    runner = _MethodRunner(a["method"], seg, default_adapt_config(a.get("adapt_set", [])), a["device"], lr=1e-3)
+    runner = MethodRunner(a["method"], seg, default_adapt_config(a.get("adapt_set", [])), a["device"], lr=1e-3)
     mem = _memory_of(runner, data, a["steps"])
     mem["isolated"] = True
     print(json.dumps(mem))

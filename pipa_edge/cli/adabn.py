@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="new checkpoint (default: <checkpoint>_adabn.pt next to it)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads (default: OMP_NUM_THREADS, else the usable CPUs; see docs/robustness.md)")
+                   help="CPU threads (default: OMP_NUM_THREADS, else the usable CPUs; see docs/runtime.md)")
     p.set_defaults(func=run)
 
 

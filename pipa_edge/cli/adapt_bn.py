@@ -2,7 +2,7 @@
 
 On the device, without torch: re-estimates an exported model's BatchNorm statistics on frames of
 the deployment domain and writes a new ONNX (+ sidecar, + engine with ``--engine``);
-:mod:`pipa_edge.export.bn_adapt`. The workstation twin on a checkpoint is ``pipa-edge adabn``.
+:mod:`pipa_edge.runtime.bn_adapt`. The workstation twin on a checkpoint is ``pipa-edge adabn``.
 """
 
 from __future__ import annotations
@@ -34,12 +34,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipa_edge.export.bn_adapt import adapt_bn_onnx
     from pipa_edge.log import next_command, ok
+    from pipa_edge.runtime.bn_adapt import adapt_bn_onnx
 
     rep = adapt_bn_onnx(args.model, args.frames, args.out, num_frames=args.num_frames, batch_size=args.batch_size,
-                        min_frames=args.min_frames, engine=args.engine,
-                        engine_precision=args.precision, providers=args.providers)
+                        min_frames=args.min_frames, providers=args.providers)
+    if args.engine:
+        from pathlib import Path
+
+        from pipa_edge.export.bn_adapt import build_engine_for
+
+        rep["engine"] = str(build_engine_for(Path(rep["out"]), args.precision, args.frames))
     c, f = rep["change"], rep["frames"]
     lc = rep["labels_changed"]
     ok("adapt-bn", f"{f['count']} frames ({rep['batches']} batches, {rep['seconds']:.1f}s, sha {f['sha12']}); "

@@ -1,6 +1,6 @@
 """``pipa-edge collect stats|verify|prune DIR`` — inspect and maintain a pseudo-label collection.
 
-Collections are written by ``pipa-edge run SOURCE --collect DIR``; see docs/collection.md.
+Collections are written by ``pipa-edge run SOURCE --collect DIR``; see docs/deploy.md.
 """
 
 from __future__ import annotations

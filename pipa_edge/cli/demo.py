@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-sim", type=int, default=200, help="synthetic sim (source) images (default 200)")
     p.add_argument("--n-real", type=int, default=100, help="synthetic real-style (target) images (default 100)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads (default: OMP_NUM_THREADS, else the usable CPUs; see docs/robustness.md)")
+                   help="CPU threads (default: OMP_NUM_THREADS, else the usable CPUs; see docs/runtime.md)")
     p.set_defaults(func=run)
 
 
@@ -43,11 +43,8 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from pipa_edge import log
-    from pipa_edge.data.synth import generate
     from pipa_edge.fileio import write_text
-    from pipa_edge.train.config import load_train_config
     from pipa_edge.threads import describe, set_threads
-    from pipa_edge.train.trainer import train
 
     threads = set_threads(args.threads)
     log.stage("demo", f"CPU: {describe()}")
@@ -55,55 +52,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     data = out / "data"
     times: dict[str, float] = {}
-
-    # 1. data
-    t = time.perf_counter()
-    if (data / "meta.json").is_file():
-        log.stage("demo", f"1/5 synthetic data already in {data}")
-    else:
-        log.stage("demo", f"1/5 generating synthetic sim→real data in {data}")
-        generate(data, n_sim=args.n_sim, n_real=args.n_real, size=(128, 256), seed=args.seed)
-    times["data"] = time.perf_counter() - t
-
-    common = [f"source.root={data}", f"seed={args.seed}", "model.arch=segformer-b0", f"threads={threads}",
-              f"val=[{{type: synth, root: {data}, split: real, limit: 48}}]"]
-    # 2. source-only on sim
-    t = time.perf_counter()
-    log.stage("demo", f"2/5 source-only training on sim ({args.iters} iterations)")
-    src_cfg = load_train_config(_recipe("synth_source_only.yaml"), common + [
-        f"optim.max_iters={args.iters}", f"out_dir={out / 'source_only'}",
-        f"eval_interval={args.iters}", f"ckpt_interval={args.iters}"])
-    src = train(src_cfg)
-    times["source_only"] = time.perf_counter() - t
-    results = {"source-only": src.metrics}
-    ckpt = src.checkpoint
-
-    # 3. PiPa++ adaptation on unlabelled real images
-    if args.adapt_iters > 0:
-        t = time.perf_counter()
-        log.stage("demo", f"3/5 PiPa++ adaptation on unlabelled real-style images ({args.adapt_iters} iterations)")
-        ad_cfg = load_train_config(_recipe("synth_pipa.yaml"), common + [
-            f"target.root={data}", f"init_from={ckpt}", f"optim.max_iters={args.adapt_iters}",
-            f"out_dir={out / 'pipa'}", f"eval_interval={args.adapt_iters}", f"ckpt_interval={args.adapt_iters}"])
-        ad = train(ad_cfg)
-        times["pipa"] = time.perf_counter() - t
-        results["PiPa++"] = ad.metrics
-        ckpt = ad.checkpoint
-    else:
-        log.stage("demo", "3/5 adaptation skipped (--adapt-iters 0)")
-
+    _data(args, data, times)
+    results, ckpt = _train(args, data, out, threads, times)
     plot = _plot_per_class(results, out / "per_class_iou.png")  # before GStreamer runs (see _plot_per_class)
-
-    # 4. export
-    t = time.perf_counter()
-    log.stage("demo", "4/5 ONNX export (opset 17, onnxsim, parity gate)")
-    from pipa_edge.export.config import ExportConfig
-    from pipa_edge.export.exporter import export
-
-    exp = export(ckpt, ExportConfig(imgsz=(128, 256), output="probs", output_resolution="model",
-                                    out_dir=str(out / "export"), name="model", bench_runs=5))
-    onnx_path = exp.files["onnx"]
-    times["export"] = time.perf_counter() - t
+    onnx_path = _export(ckpt, out, times)
 
     # 5. run on the embedded moving scene
     t = time.perf_counter()
@@ -122,6 +74,71 @@ def run(args: argparse.Namespace) -> int:
          "onnx": str(onnx_path), "video": str(out / "overlay.mp4")}, indent=2))
     log.next_command(f"pipa-edge run test:// display://0 --model {onnx_path}")
     return 0
+
+
+def _data(args: argparse.Namespace, data: Path, times: dict) -> None:
+    """1. the synthetic sim→real data (kept when already there)."""
+    import time
+
+    from pipa_edge import log
+    from pipa_edge.data.synth import generate
+
+    t = time.perf_counter()
+    if (data / "meta.json").is_file():
+        log.stage("demo", f"1/5 synthetic data already in {data}")
+    else:
+        log.stage("demo", f"1/5 generating synthetic sim→real data in {data}")
+        generate(data, n_sim=args.n_sim, n_real=args.n_real, size=(128, 256), seed=args.seed)
+    times["data"] = time.perf_counter() - t
+
+
+def _train(args: argparse.Namespace, data: Path, out: Path, threads: int, times: dict) -> tuple[dict, Path]:
+    """2. source-only on sim, 3. PiPa++ on unlabelled real; returns ``({model: metrics}, checkpoint)``."""
+    import time
+
+    from pipa_edge import log
+    from pipa_edge.train.config import load_train_config
+    from pipa_edge.train.trainer import train
+
+    common = [f"source.root={data}", f"seed={args.seed}", "model.arch=segformer-b0", f"threads={threads}",
+              f"val=[{{type: synth, root: {data}, split: real, limit: 48}}]"]
+    t = time.perf_counter()
+    log.stage("demo", f"2/5 source-only training on sim ({args.iters} iterations)")
+    src_cfg = load_train_config(_recipe("synth_source_only.yaml"), common + [
+        f"optim.max_iters={args.iters}", f"out_dir={out / 'source_only'}",
+        f"eval_interval={args.iters}", f"ckpt_interval={args.iters}"])
+    src = train(src_cfg)
+    times["source_only"] = time.perf_counter() - t
+    results = {"source-only": src.metrics}
+    ckpt = src.checkpoint
+    if args.adapt_iters <= 0:
+        log.stage("demo", "3/5 adaptation skipped (--adapt-iters 0)")
+        return results, ckpt
+    t = time.perf_counter()
+    log.stage("demo", f"3/5 PiPa++ adaptation on unlabelled real-style images ({args.adapt_iters} iterations)")
+    ad_cfg = load_train_config(_recipe("synth_pipa.yaml"), common + [
+        f"target.root={data}", f"init_from={ckpt}", f"optim.max_iters={args.adapt_iters}",
+        f"out_dir={out / 'pipa'}", f"eval_interval={args.adapt_iters}", f"ckpt_interval={args.adapt_iters}"])
+    ad = train(ad_cfg)
+    times["pipa"] = time.perf_counter() - t
+    results["PiPa++"] = ad.metrics
+    return results, ad.checkpoint
+
+
+def _export(ckpt: Path, out: Path, times: dict) -> Path:
+    """4. ONNX export with the parity gate; returns the ONNX path."""
+    import time
+
+    from pipa_edge import log
+    from pipa_edge.export.config import ExportConfig
+    from pipa_edge.export.exporter import export
+
+    t = time.perf_counter()
+    log.stage("demo", "4/5 ONNX export (opset 17, onnxsim, parity gate)")
+    exp = export(ckpt, ExportConfig(imgsz=(128, 256), output="probs", output_resolution="model",
+                                    out_dir=str(out / "export"), name="model", bench_runs=5))
+    times["export"] = time.perf_counter() - t
+    return exp.files["onnx"]
 
 
 def _real_miou(metrics: dict) -> float | None:

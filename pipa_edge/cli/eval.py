@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads (default: OMP_NUM_THREADS, else the usable CPUs; see docs/robustness.md)")
+                   help="CPU threads (default: OMP_NUM_THREADS, else the usable CPUs; see docs/runtime.md)")
     p.add_argument("--out", default=None, help="output folder (default: <checkpoint folder>/eval)")
     p.add_argument("--video", action="store_true",
                    help="temporal metrics on sequences/videos: TC, label flip rate (+ mIoU where labelled)")

@@ -55,7 +55,7 @@ def add_parser(sub) -> None:
     p.add_argument("--name", default=None, help="output file stem (default: checkpoint stem)")
     p.add_argument("--bench-runs", type=int, default=None, help="timed runs per format for the table (0 = skip)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads (default: OMP_NUM_THREADS, else the usable CPUs; see docs/robustness.md)")
+                   help="CPU threads (default: OMP_NUM_THREADS, else the usable CPUs; see docs/runtime.md)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override any ExportConfig key, e.g. --set tensorrt.workspace_gb=4")
     p.set_defaults(func=run)

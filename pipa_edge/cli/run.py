@@ -41,7 +41,7 @@ def add_parser(sub) -> None:
     p.add_argument("--hysteresis-frames", type=int, default=3, help="…or persist this many frames")
     p.add_argument("--motion", choices=("off", "on", "auto"), default="auto",
                    help="warp the smoothing state with optical flow before blending (auto: skip while the "
-                        "view is static; docs/temporal.md)")
+                        "view is static; docs/runtime.md)")
     p.add_argument("--keyframe", type=int, default=1, help="run the model every N frames (default 1)")
     p.add_argument("--stats-json", default=None, help="write the run summary here at exit")
     p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
@@ -58,7 +58,7 @@ def add_parser(sub) -> None:
     p.add_argument("--labels-size", choices=("frame", "model"), default="frame",
                    help="--labels-out at the frame's size (nearest upsampling, default) or the model's output size")
     p.add_argument("--collect", default=None, metavar="DIR",
-                   help="keep selected frames + pseudo-labels in DIR (see docs/collection.md)")
+                   help="keep selected frames + pseudo-labels in DIR (see docs/deploy.md)")
     p.add_argument("--collect-config", default=None, metavar="FILE", help="collector settings (YAML)")
     p.add_argument("--collect-set", dest="collect_set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a collector setting (repeatable)")

@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads (= --set threads=N; default: OMP_NUM_THREADS, else the usable CPUs; "
-                        "see docs/robustness.md)")
+                        "see docs/runtime.md)")
     p.set_defaults(func=run)
 
 

@@ -54,6 +54,21 @@ def _requested_classes(cfg: DatasetConfig) -> ClassSet | None:
     return get_class_set(cfg.classes) if cfg.classes else None
 
 
+def _build_pairs(cfg: DatasetConfig) -> Dataset:
+    """A :class:`~pipa_edge.data.datasets.pairs.PairDataset` over the dataset without ``pair_offset``
+    (flow per ``flow``/``flow_root``)."""
+    from pipa_edge.data.datasets.pairs import PairDataset
+    from pipa_edge.data.flow import build_flow_provider
+
+    base = build_dataset(cfg.model_copy(update={"pair_offset": None}))
+    provider = None
+    if cfg.flow == "dis":
+        provider = build_flow_provider("dis", cache_dir=cfg.flow_root)
+    elif cfg.flow == "precomputed":
+        provider = build_flow_provider("precomputed", root=cfg.flow_root)
+    return PairDataset(base, int(cfg.pair_offset), provider)
+
+
 def build_dataset(cfg: DatasetConfig | Mapping[str, Any]) -> Dataset:
     """Dispatch on ``cfg.type``; a dict is validated into a :class:`DatasetConfig` first."""
     if not isinstance(cfg, DatasetConfig):
@@ -64,8 +79,7 @@ def build_dataset(cfg: DatasetConfig | Mapping[str, Any]) -> Dataset:
         from pipa_edge.data.folds import apply_fold
         return apply_fold(build_dataset(cfg.model_copy(update={"fold": None})), cfg)
     if getattr(cfg, "pair_offset", None) is not None:  # video: frame pairs (t, t-k)
-        from pipa_edge.data.datasets.pairs import build_pairs
-        return build_pairs(cfg)
+        return _build_pairs(cfg)
     classes = _requested_classes(cfg)
     root = Path(cfg.root).expanduser()
     common = dict(labels=cfg.labels, resize=cfg.resize, limit=cfg.limit)
@@ -96,7 +110,7 @@ def build_dataset(cfg: DatasetConfig | Mapping[str, Any]) -> Dataset:
             ds = DatasetView(ds, cfg.limit, cfg.resize)
         return ds
     if t == "collected":  # a folder written by `pipa-edge run SOURCE --collect DIR` (pseudo-labels)
-        from pipa_edge.runtime.collect.dataset import CollectedDataset
+        from pipa_edge.data.datasets.collected import CollectedDataset
         return CollectedDataset(root, classes=classes, **common)
     if t in LATER_TYPES + ("camvid_seq", "frames"):  # video sequences (single frames)
         from pipa_edge.data.datasets.sequences import build_sequence_dataset

@@ -46,7 +46,6 @@ class TransformConfig(StrictModel):
     noise_std: float = Field(0.0, ge=0.0)  # additive Gaussian noise, std drawn from [0, noise_std] grey levels
     noise_prob: float = Field(0.5, ge=0.0, le=1.0)
     cat_max_ratio: float = Field(1.0, gt=0.0, le=1.0)  # <1: re-crop (10 tries) while one class dominates
-    ignore_index: int = IGNORE_INDEX
 
     @field_validator("crop_size", "base_size")
     @classmethod
@@ -215,8 +214,8 @@ class TrainTransform:
         h, w = max(1, int(round(bh * s))), max(1, int(round(bw * s)))
         image, label = _resize(image, label, h, w)
         crop = (int(cfg.crop_size[0]), int(cfg.crop_size[1]))
-        image, label = random_crop(image, label, crop, rng, cfg.cat_max_ratio, cfg.ignore_index)
-        image, label = pad_to(image, label, crop, cfg.ignore_index)
+        image, label = random_crop(image, label, crop, rng, cfg.cat_max_ratio)
+        image, label = pad_to(image, label, crop)
         if rng.random() < cfg.hflip:
             image = image[:, ::-1]
             if label is not None:

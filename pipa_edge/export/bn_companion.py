@@ -10,7 +10,7 @@ For ``model.onnx`` with BN layers the export writes
   re-adapted model;
 - ``model.bnadapt.npz`` — per layer: γ, β, ε, the running statistics the deployable graph was folded
   with, and its *targets*: the names and roles of the deployable graph's constants that carry the
-  layer (:mod:`pipa_edge.export.bn_refold`), plus the deployable file's sha256.
+  layer (:mod:`pipa_edge.runtime.bn_refold`), plus the deployable file's sha256.
 
 The targets come from a second export of the model with randomly perturbed statistics; the
 re-folded graph must then reproduce that export's constants, and it passes the export's parity gate
@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from pipa_edge import log
-from pipa_edge.export.bn_adapt import companion_paths, save_companion
-from pipa_edge.export.bn_refold import BNLayer, infer_targets, refold
+from pipa_edge.runtime.bn_adapt import companion_paths, save_companion
+from pipa_edge.runtime.bn_refold import BNLayer, infer_targets, refold
 
 STAGE = "export"
 
@@ -100,7 +100,7 @@ def export_stats_graph(seg, cfg, size: tuple[int, int]):
     """``(proto, names)``: the statistics graph and the BN layers it reports, in output order."""
     import onnx
 
-    from pipa_edge.export.graph import DeployModel
+    from pipa_edge.models.graph import DeployModel
 
     model, swapped = _swap_bns(seg)
     deploy = DeployModel(model, input_format=cfg.input_format, output="logits", output_resolution="model",

@@ -64,13 +64,13 @@ class ExportConfig(StrictModel):
     format: Format = "onnx"
     precision: Precision = "fp32"
     # (H, W); None → the checkpoint's recorded size (pipa_edge.models.input_size), 512×1024 if it has none.
-    # Any size the network runs at natively (SegFormer, LR-ASPP: any H, W); no padding (docs/export.md)
+    # Any size the network runs at natively (SegFormer, LR-ASPP: any H, W); no padding (docs/deploy.md)
     imgsz: Optional[tuple[int, int]] = None
     batch: int = Field(1, ge=1)
     dynamic: bool = False  # dynamic batch/H/W
     input_format: Literal["float_nchw", "uint8_nhwc"] = "float_nchw"
     # default: class probabilities at the network's output stride — what the runtime's temporal filter
-    # consumes without a softmax or a full-resolution pass (docs/export.md "Default output")
+    # consumes without a softmax or a full-resolution pass (docs/deploy.md "Default output")
     output: Literal["logits", "probs", "labels"] = "probs"
     output_resolution: Literal["model", "input"] = "model"
     opset: int = Field(17, ge=13, le=21)

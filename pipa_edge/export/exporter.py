@@ -9,46 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from pipa_edge import log
 from pipa_edge.export.config import ExportConfig
-from pipa_edge.export.parity import ParityReport, compare, gate
+from pipa_edge.export.parity import compare, gate
+from pipa_edge.export.results import ExportResult, ExportRow, next_commands, print_table, write_report
 from pipa_edge.fileio import write_errors_as_one_line
-from pipa_edge.runtime.backends.sidecar import write_json_atomic
 
 STAGE = "export"
-
-
-@dataclass
-class ExportRow:
-    format: str
-    file: str | None
-    size_mb: float | None
-    parity: str
-    ms: float | None
-
-
-@dataclass
-class ExportResult:
-    out_dir: Path
-    files: dict[str, Path] = field(default_factory=dict)
-    rows: list[ExportRow] = field(default_factory=list)
-    parity: dict[str, ParityReport] = field(default_factory=dict)
-    accuracy: dict | None = None
-    export_s: float = 0.0
-    report: Path | None = None
-
-    @property
-    def deployed(self) -> Path:
-        """The file the runtime should load (engine > openvino > int8/fp16 ONNX > ONNX)."""
-        for k in ("engine", "openvino", "onnx_int8", "onnx_fp16", "onnx_stateful", "onnx"):
-            if k in self.files:
-                return self.files[k]
-        raise KeyError("nothing exported")
 
 
 def time_backend(backend, size: tuple[int, int], runs: int, warmup: int = 2) -> float | None:
@@ -103,7 +74,7 @@ def resolve_size(cfg: ExportConfig, model_size, origin: str, seg, where: str) ->
     cannot run at. Returns the config with ``imgsz`` set and the sidecar's ``sizes`` record."""
     from pipa_edge.errors import ConfigError
     from pipa_edge.export.config import FALLBACK_IMGSZ
-    from pipa_edge.export.graph import output_size
+    from pipa_edge.models.graph import output_size
 
     model_size = tuple(model_size) if model_size else None
     if cfg.imgsz is not None:
@@ -133,8 +104,6 @@ def resolve_size(cfg: ExportConfig, model_size, origin: str, seg, where: str) ->
                           "written atomically)")
 def export(ckpt: str | Path, cfg: ExportConfig | None = None) -> ExportResult:
     from pipa_edge.export.frames import load_frames
-    from pipa_edge.export.onnx import build_meta, export_onnx, save_onnx
-    from pipa_edge.export.simplify import simplify
     from pipa_edge.runtime.backends.ort_backend import OrtBackend
     from pipa_edge.runtime.backends.torch_backend import TorchBackend
 
@@ -147,7 +116,6 @@ def export(ckpt: str | Path, cfg: ExportConfig | None = None) -> ExportResult:
     stem = cfg.name or ckpt.stem
     size = tuple(cfg.imgsz)
     res = ExportResult(out_dir)
-    opts = dict(input_format=cfg.input_format, output=cfg.output, output_resolution=cfg.output_resolution)
     log.stage(STAGE, f"{ckpt.name}: {seg.arch}, {seg.num_classes} classes ({seg.classes.name}) → {cfg.format} "
                      f"{cfg.precision} {size[0]}x{size[1]}, input {cfg.input_format}, output {cfg.output} "
                      f"@ {cfg.output_resolution} resolution{', dynamic batch/H/W' if cfg.dynamic else ''}")
@@ -156,25 +124,7 @@ def export(ckpt: str | Path, cfg: ExportConfig | None = None) -> ExportResult:
     res.rows.append(ExportRow("PyTorch", ckpt.name, _size_mb(ckpt), "reference",
                               time_backend(torch_ref, size, cfg.bench_runs)))
 
-    # 1. ONNX FP32 (opset 17, TorchScript exporter) → onnxsim → parity gate (against the unmodified model)
-    from pipa_edge.export.fold import fold_for_export
-
-    xseg, folds = fold_for_export(seg) if cfg.fold else (seg, [])
-    if folds:
-        log.stage(STAGE, f"exact graph rewrites: {', '.join(folds)} (export.fold; parity is checked against the "
-                        "unmodified model)")
-    onnx_path = out_dir / f"{stem}.onnx"
-    t = time.perf_counter()
-    proto = export_onnx(xseg, onnx_path, size, dynamic=cfg.dynamic, batch=cfg.batch, opset=cfg.opset, **opts)
-    if cfg.simplify:
-        shape = [cfg.batch, *size, 3] if cfg.input_format == "uint8_nhwc" else [cfg.batch, 3, *size]
-        proto = simplify(proto, where=str(onnx_path), test_shape=shape if cfg.dynamic else None)
-    meta = build_meta(seg, size, cfg.input_format, cfg.output, cfg.output_resolution, dynamic=cfg.dynamic,
-                      source_checkpoint=ckpt.name, folds=folds, sizes=sizes)
-    meta = save_onnx(proto, onnx_path, meta)
-    res.files["onnx"] = onnx_path
-    log.ok(STAGE, f"ONNX opset {meta.extra['opset']}{' (onnxsim)' if cfg.simplify else ''} → {onnx_path} "
-                  f"({_size_mb(onnx_path):.1f} MB, {time.perf_counter() - t:.1f}s)")
+    onnx_path, proto, meta, xseg = _onnx_fp32(res, cfg, seg, ckpt, out_dir, stem, size, sizes)
     frames = None
     if cfg.parity.enabled:
         frames = load_frames(cfg.parity.frames, cfg.parity.n, size, classes=seg.classes)
@@ -192,45 +142,75 @@ def export(ckpt: str | Path, cfg: ExportConfig | None = None) -> ExportResult:
     if cfg.precision == "int8":
         _int8(res, cfg, seg, meta, fp32, torch_ref, frames, out_dir, stem, size)
     elif cfg.precision == "fp16":
-        from pipa_edge.export.fp16 import to_fp16
-
-        p16 = out_dir / f"{stem}.fp16.onnx"
-        m16 = dataclasses.replace(meta, precision="fp16", extra=dict(meta.extra))
-        save_onnx(to_fp16(proto, cfg.tensorrt.fp32_ops), p16, m16)
-        res.files["onnx_fp16"] = p16
-        res.rows.append(_check(res, "ONNX FP16", p16, OrtBackend(p16), torch_ref, frames, "fp16", cfg))
+        _fp16(res, cfg, proto, meta, torch_ref, frames, out_dir, stem)
 
     # 3. target format
     if cfg.format == "engine":
         _engine(res, cfg, meta, torch_ref, frames, out_dir, stem)
     elif cfg.format == "openvino":
-        from pipa_edge.export.openvino import export_openvino
-        from pipa_edge.runtime.backends.ov_backend import OpenVINOBackend
-
-        src = res.files.get("onnx_int8", onnx_path)
-        xml = export_openvino(src, out_dir / f"{stem}{'.int8' if 'onnx_int8' in res.files else ''}.openvino")
-        res.files["openvino"] = xml
-        res.rows.append(_check(res, "OpenVINO", xml, OpenVINOBackend(xml), torch_ref, frames,
-                               "int8" if "onnx_int8" in res.files else "fp32", cfg))
+        _openvino(res, cfg, onnx_path, torch_ref, frames, out_dir, stem)
 
     # 4. DeepStream nvinfer config next to the deployable ONNX
     if cfg.deepstream.enabled:
         _deepstream(res, cfg)
     res.export_s = time.perf_counter() - t_start
-    res.report = _write_report(res, cfg, ckpt, out_dir, stem)
+    res.report = write_report(res, cfg, ckpt, out_dir, stem)
     print_table(res)
-    _next_commands(res, ck.get("config"))
+    next_commands(res, ck.get("config"))
     return res
 
 
-def _next_commands(res: ExportResult, train_config: dict | None) -> None:
-    """``eval`` of the exported ONNX on the recipe's first val set (the shipped artefact's number), then ``run``."""
-    from pipa_edge.models.input_size import eval_data_arg
+def _onnx_fp32(res: ExportResult, cfg: ExportConfig, seg, ckpt: Path, out_dir: Path, stem: str, size, sizes):
+    """1. ONNX FP32 (opset 17, TorchScript exporter) → onnxsim; returns ``(path, proto, meta, xseg)``,
+    ``xseg`` being the exported module (exact graph rewrites applied; parity is checked against the
+    unmodified model)."""
+    from pipa_edge.export.fold import fold_for_export
+    from pipa_edge.export.onnx import build_meta, export_onnx
+    from pipa_edge.export.simplify import simplify
+    from pipa_edge.runtime.backends.sidecar import save_onnx
 
-    data = eval_data_arg(train_config or {})
-    if data:
-        log.next_command(f"pipa-edge eval {res.files['onnx']} --data {data}")
-    log.next_command(f"pipa-edge run test:// --model {res.deployed}")
+    opts = dict(input_format=cfg.input_format, output=cfg.output, output_resolution=cfg.output_resolution)
+    xseg, folds = fold_for_export(seg) if cfg.fold else (seg, [])
+    if folds:
+        log.stage(STAGE, f"exact graph rewrites: {', '.join(folds)} (export.fold; parity is checked against the "
+                        "unmodified model)")
+    onnx_path = out_dir / f"{stem}.onnx"
+    t = time.perf_counter()
+    proto = export_onnx(xseg, onnx_path, size, dynamic=cfg.dynamic, batch=cfg.batch, opset=cfg.opset, **opts)
+    if cfg.simplify:
+        shape = [cfg.batch, *size, 3] if cfg.input_format == "uint8_nhwc" else [cfg.batch, 3, *size]
+        proto = simplify(proto, where=str(onnx_path), test_shape=shape if cfg.dynamic else None)
+    meta = build_meta(seg, size, cfg.input_format, cfg.output, cfg.output_resolution, dynamic=cfg.dynamic,
+                      source_checkpoint=ckpt.name, folds=folds, sizes=sizes)
+    meta = save_onnx(proto, onnx_path, meta)
+    res.files["onnx"] = onnx_path
+    log.ok(STAGE, f"ONNX opset {meta.extra['opset']}{' (onnxsim)' if cfg.simplify else ''} → {onnx_path} "
+                  f"({_size_mb(onnx_path):.1f} MB, {time.perf_counter() - t:.1f}s)")
+    return onnx_path, proto, meta, xseg
+
+
+def _fp16(res: ExportResult, cfg: ExportConfig, proto, meta, torch_ref, frames, out_dir: Path, stem: str) -> None:
+    from pipa_edge.export.fp16 import to_fp16
+    from pipa_edge.runtime.backends.ort_backend import OrtBackend
+    from pipa_edge.runtime.backends.sidecar import save_onnx
+
+    p16 = out_dir / f"{stem}.fp16.onnx"
+    m16 = dataclasses.replace(meta, precision="fp16", extra=dict(meta.extra))
+    save_onnx(to_fp16(proto, cfg.tensorrt.fp32_ops), p16, m16)
+    res.files["onnx_fp16"] = p16
+    res.rows.append(_check(res, "ONNX FP16", p16, OrtBackend(p16), torch_ref, frames, "fp16", cfg))
+
+
+def _openvino(res: ExportResult, cfg: ExportConfig, onnx_path: Path, torch_ref, frames, out_dir: Path,
+              stem: str) -> None:
+    from pipa_edge.export.openvino import export_openvino
+    from pipa_edge.runtime.backends.ov_backend import OpenVINOBackend
+
+    src = res.files.get("onnx_int8", onnx_path)
+    xml = export_openvino(src, out_dir / f"{stem}{'.int8' if 'onnx_int8' in res.files else ''}.openvino")
+    res.files["openvino"] = xml
+    res.rows.append(_check(res, "OpenVINO", xml, OpenVINOBackend(xml), torch_ref, frames,
+                           "int8" if "onnx_int8" in res.files else "fp32", cfg))
 
 
 def _check(res: ExportResult, label: str, path: Path, backend, torch_ref, frames, precision: str,
@@ -253,11 +233,11 @@ def _stateful(res, cfg, seg, ckpt, frames, out_dir, stem, size, xseg=None, sizes
     the NumPy :class:`TemporalFilter` on the torch reference's logits (label agreement). ``xseg`` is
     the graph to export (the folded segmenter); ``seg`` stays the reference."""
     from pipa_edge.errors import ConfigError
-    from pipa_edge.export.onnx import (STATE_INIT, STATE_INPUTS, STATE_OUTPUTS, build_meta, export_onnx_stateful,
-                                       save_onnx)
+    from pipa_edge.export.onnx import STATE_INIT, STATE_INPUTS, STATE_OUTPUTS, build_meta, export_onnx_stateful
     from pipa_edge.export.parity import MIN_AGREEMENT, ParityReport
     from pipa_edge.export.simplify import simplify
     from pipa_edge.runtime.backends.ort_backend import OrtBackend
+    from pipa_edge.runtime.backends.sidecar import save_onnx
     from pipa_edge.runtime.backends.torch_backend import TorchBackend
     from pipa_edge.runtime.temporal import TemporalFilter
 
@@ -307,9 +287,9 @@ def _int8(res, cfg, seg, meta, fp32, torch_ref, frames, out_dir, stem, size) -> 
     import onnx
 
     from pipa_edge.export.frames import load_frames
-    from pipa_edge.export.onnx import save_onnx
     from pipa_edge.export.quantize import AccuracyGateError, accuracy_gate, quantize_qdq
     from pipa_edge.runtime.backends.ort_backend import OrtBackend
+    from pipa_edge.runtime.backends.sidecar import save_onnx
 
     calib = load_frames(cfg.int8.calib, cfg.int8.n, size, classes=seg.classes, seed=1)
     p8 = out_dir / f"{stem}.int8.onnx"
@@ -372,26 +352,3 @@ def _deepstream(res: ExportResult, cfg: ExportConfig) -> None:
                                         cfg.batch)
     res.files["deepstream"] = cfg_file
     log.ok(STAGE, f"DeepStream nvinfer config → {cfg_file}")
-
-
-def _write_report(res: ExportResult, cfg: ExportConfig, ckpt: Path, out_dir: Path, stem: str) -> Path:
-    data = {"checkpoint": str(ckpt), "config": cfg.model_dump(mode="json"),
-            "files": {k: str(v) for k, v in res.files.items()},
-            "rows": [dataclasses.asdict(r) for r in res.rows],
-            "parity": {k: v.to_dict() for k, v in res.parity.items()}, "accuracy": res.accuracy,
-            "export_s": round(res.export_s, 2)}
-    return write_json_atomic(out_dir / f"{stem}.export.json", data)
-
-
-def print_table(res: ExportResult) -> None:
-    from rich.table import Table
-
-    t = Table(title=f"export results ({res.export_s:.1f}s; ms/frame = median batch-1 latency on this machine)",
-              title_justify="left")
-    for col in ("Format", "File", "Size MB", "Parity vs torch", "ms/frame"):
-        t.add_column(col, justify="right" if col in ("Size MB", "ms/frame") else "left", overflow="fold")
-    for r in res.rows:
-        t.add_row(r.format, r.file or "-", "-" if r.size_mb is None else f"{r.size_mb:.1f}", r.parity,
-                  "-" if r.ms is None else f"{r.ms:.1f}")
-    if not log._quiet:
-        log.console.print(t)

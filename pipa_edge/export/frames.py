@@ -1,8 +1,9 @@
 """Frames for the parity gate, INT8 calibration and the accuracy gate.
 
 From a folder (``images/`` + optional ``labels/`` as read by :class:`FolderDataset`, or a flat
-folder of images), else from the embedded synthetic generator
-(:class:`pipa_edge.data.synth.SceneStream`). Frames are resized to the model input size.
+folder of images read by :mod:`pipa_edge.data.frame_files`), else from the embedded synthetic
+generator (:class:`pipa_edge.data.synth.SceneStream`). Frames are resized to the model input size.
+Torch-free unless a labelled folder is read (the device route of ``pipa-edge export`` uses it).
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipa_edge.data.frame_files import evenly_spaced, image_dir, list_frames, read_resized
 from pipa_edge.errors import DataError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 @dataclass
@@ -30,41 +30,33 @@ class FrameSet:
         return h.hexdigest()[:12]
 
 
-def _evenly(items: list, n: int) -> list:
-    if n >= len(items):
-        return items
-    idx = np.linspace(0, len(items) - 1, n).round().astype(int)
-    return [items[i] for i in idx]
-
-
 def from_folder(folder: str | Path, n: int, size: tuple[int, int], classes=None, labels: bool = False) -> FrameSet:
-    import cv2
-
-    from pipa_edge.data.datasets.base import read_image, resize_pair
-
+    """An evenly spaced subset of ``n`` frames of ``folder`` (:mod:`pipa_edge.data.frame_files`);
+    with ``classes`` and an ``images/`` subfolder through :class:`FolderDataset` (labels too)."""
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"{root}: frames folder not found")
-    h, w = size
     if (root / "images").is_dir() and classes is not None:
-        from pipa_edge.data.datasets.folder import FolderDataset
-
-        ds = FolderDataset(root, classes, labels=labels)
-        if labels and not ds.has_labels:
-            raise DataError(f"{root}: no labels/ folder beside images/ (the accuracy gate needs labels)")
-        items = [ds[i] for i in _evenly(list(range(len(ds))), n)]
-        pairs = [resize_pair(it["image"], it.get("label"), (h, w)) for it in items]
-        frames = np.stack([p[0] for p in pairs])
-        labs = np.stack([p[1] for p in pairs]) if labels else None
-        return FrameSet(frames, labs, f"{root} ({len(frames)} frames)")
+        return _from_dataset(root, n, size, classes, labels)
     if labels:
         raise DataError(f"{root}: a labelled folder needs images/ and labels/ subfolders")
-    img_dir = root / "images" if (root / "images").is_dir() else root
-    paths = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise DataError(f"{img_dir}: no images found ({', '.join(IMAGE_SUFFIXES)})")
-    frames = np.stack([cv2.resize(read_image(p), (w, h), interpolation=cv2.INTER_AREA) for p in _evenly(paths, n)])
-    return FrameSet(frames, None, f"{img_dir} ({len(frames)} frames)")
+    paths = list_frames(root)
+    frames = read_resized([paths[i] for i in evenly_spaced(len(paths), n)], size)
+    return FrameSet(frames, None, f"{image_dir(root)} ({len(frames)} frames)")
+
+
+def _from_dataset(root: Path, n: int, size: tuple[int, int], classes, labels: bool) -> FrameSet:
+    from pipa_edge.data.datasets.base import resize_pair
+    from pipa_edge.data.datasets.folder import FolderDataset
+
+    ds = FolderDataset(root, classes, labels=labels)
+    if labels and not ds.has_labels:
+        raise DataError(f"{root}: no labels/ folder beside images/ (the accuracy gate needs labels)")
+    items = [ds[i] for i in evenly_spaced(len(ds), n)]
+    pairs = [resize_pair(it["image"], it.get("label"), size) for it in items]
+    frames = np.stack([p[0] for p in pairs])
+    labs = np.stack([p[1] for p in pairs]) if labels else None
+    return FrameSet(frames, labs, f"{root} ({len(frames)} frames)")
 
 
 def from_synth(n: int, size: tuple[int, int], seed: int = 0, classes=None) -> FrameSet:
@@ -90,6 +82,7 @@ def from_synth(n: int, size: tuple[int, int], seed: int = 0, classes=None) -> Fr
 
 def load_frames(folder: str | Path | None, n: int, size: tuple[int, int], classes=None, labels: bool = False,
                 seed: int = 0) -> FrameSet:
+    """``n`` frames of ``folder`` (see :func:`from_folder`), else ``n`` synthetic frames of ``seed``."""
     if folder:
         return from_folder(folder, n, size, classes=classes, labels=labels)
     return from_synth(n, size, seed=seed, classes=classes)

@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from pipa_edge import log
-from pipa_edge.errors import ConfigError, DataError, ModelFileError
+from pipa_edge.errors import ConfigError, ModelFileError
 from pipa_edge.export.config import ExportConfig
+from pipa_edge.export.frames import FrameSet, load_frames
 from pipa_edge.runtime.backends.base import ModelMeta
 
 STAGE = "export"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 @dataclass
@@ -83,40 +83,6 @@ def read_onnx_meta(path: str | Path) -> ModelMeta:
     return meta_from_json(props[ONNX_META_KEY], f"{p} (embedded metadata)")
 
 
-def _image_paths(root: Path) -> list[Path]:
-    """Frames of a flat folder, of ``root/images`` (a collection or an images/+labels/ folder)."""
-    if not root.is_dir():
-        raise DataError(f"{root}: frames folder not found")
-    folder = root / "images" if (root / "images").is_dir() else root
-    paths = sorted(q for q in folder.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and not q.name.startswith("."))
-    if not paths:
-        raise DataError(f"{folder}: no images found ({', '.join(IMAGE_SUFFIXES)})")
-    return paths
-
-
-def device_frames(folder: str | Path | None, n: int, size: tuple[int, int], seed: int = 0) -> tuple[np.ndarray, str]:
-    """``(frames (N, H, W, 3) uint8 RGB, source)`` from a folder, else the synthetic generator (no torch)."""
-    import cv2
-
-    h, w = size
-    if folder is None:
-        from pipa_edge.data.synth import SceneStream
-
-        it = iter(SceneStream(h, w, seed=seed))
-        frames = np.stack([np.asarray(next(it)[0], np.uint8) for _ in range(n)])
-        return frames, f"synthetic SceneStream seed={seed} ({n} frames)"
-    paths = _image_paths(Path(folder))
-    if n < len(paths):
-        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, n).round().astype(int)]
-    out = []
-    for q in paths:
-        img = cv2.imread(str(q), cv2.IMREAD_COLOR)
-        if img is None:
-            raise DataError(f"{q}: not a readable image")
-        out.append(cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (w, h), interpolation=cv2.INTER_AREA))
-    return np.stack(out), f"{folder} ({len(out)} frames)"
-
-
 def _derived(meta: ModelMeta, precision: str, source: Path, **extra) -> ModelMeta:
     m = dataclasses.replace(meta, precision=precision, extra=dict(meta.extra))
     for k in ("file_sha256", "onnx_sha256", "format"):
@@ -138,7 +104,7 @@ def fp16_graph(src: Path, meta: ModelMeta, cfg: ExportConfig, out_dir: Path, ste
     import onnx
 
     from pipa_edge.export.fp16 import to_fp16
-    from pipa_edge.export.onnx import save_onnx
+    from pipa_edge.runtime.backends.sidecar import save_onnx
 
     path = out_dir / f"{stem}.fp16.onnx"
     m = save_onnx(to_fp16(onnx.load(str(src)), cfg.tensorrt.fp32_ops), path, _derived(meta, "fp16", src))
@@ -153,8 +119,8 @@ def int8_graph(src: Path, meta: ModelMeta, cfg: ExportConfig, out_dir: Path, ste
 
     import onnx
 
-    from pipa_edge.export.onnx import save_onnx
     from pipa_edge.export.quantize import quantize_qdq
+    from pipa_edge.runtime.backends.sidecar import save_onnx
 
     sha12 = hashlib.sha256(frames.tobytes()).hexdigest()[:12]
     path = out_dir / f"{stem}.int8.onnx"
@@ -190,7 +156,7 @@ def _gpu_or_none(flavour: str):
 
 
 def build_engine_from_onnx(res: OnnxExportResult, src: Path, meta: ModelMeta, cfg: ExportConfig, out_dir: Path,
-                           stem: str, calib: tuple[np.ndarray, str] | None) -> tuple[Path, bool]:
+                           stem: str, calib: FrameSet | None) -> tuple[Path, bool]:
     """Returns ``(engine, ran_here)``; ``ran_here`` = a GPU is present, so the engine can be checked."""
     from pipa_edge.export.tensorrt import build_engine
     from pipa_edge.runtime.backends.trt_common import import_trt, strongly_typed
@@ -204,9 +170,9 @@ def build_engine_from_onnx(res: OnnxExportResult, src: Path, meta: ModelMeta, cf
     elif prec == "fp16" and strongly:
         graph, gmeta = fp16_graph(src, meta, cfg, out_dir, stem)
     elif prec == "int8" and (strongly or cfg.tensorrt.int8_mode == "qdq"):
-        graph, gmeta = int8_graph(src, meta, cfg, out_dir, stem, *calib)
+        graph, gmeta = int8_graph(src, meta, cfg, out_dir, stem, calib.frames, calib.source)
     elif prec == "int8":
-        calib_frames = calib[0]  # weakly typed TensorRT's entropy calibrator (needs the GPU)
+        calib_frames = calib.frames  # weakly typed TensorRT's entropy calibrator (needs the GPU)
     if graph != src:
         _graph_row(res, prec, graph)
     engine, emeta, hit = build_engine(graph, gmeta, cfg.tensorrt, prec, out_dir, stem, flavour=flavour,
@@ -219,13 +185,13 @@ def build_engine_from_onnx(res: OnnxExportResult, src: Path, meta: ModelMeta, cf
 
 
 def build_openvino_from_onnx(res: OnnxExportResult, src: Path, meta: ModelMeta, cfg: ExportConfig, out_dir: Path,
-                             stem: str, calib: tuple[np.ndarray, str] | None) -> Path:
+                             stem: str, calib: FrameSet | None) -> Path:
     from pipa_edge.export.openvino import export_openvino, require_openvino
 
     require_openvino()
     graph = src
     if cfg.precision == "int8" and meta.precision != "int8":
-        graph, _ = int8_graph(src, meta, cfg, out_dir, stem, *calib)
+        graph, _ = int8_graph(src, meta, cfg, out_dir, stem, calib.frames, calib.source)
         _graph_row(res, "int8", graph)
     xml = export_openvino(graph, out_dir / f"{stem}.{cfg.precision}.openvino", fp16=cfg.precision == "fp16")
     res.files["openvino"] = xml
@@ -267,7 +233,7 @@ def export_from_onnx(onnx_path: str | Path, cfg: ExportConfig | None = None) -> 
         if not cfg.int8.calib:
             log.warn(STAGE, "INT8 without --calib: calibrating on synthetic frames; pass --calib DIR with frames "
                             "from the target camera (or a `pipa-edge run --collect` folder)")
-        calib = device_frames(cfg.int8.calib, cfg.int8.n, (h, w), seed=1)
+        calib = load_frames(cfg.int8.calib, cfg.int8.n, (h, w), seed=1)
     if cfg.format == "engine":
         artefact, runnable = build_engine_from_onnx(res, src, meta, cfg, out_dir, stem, calib)
     else:
@@ -292,8 +258,9 @@ def _parity(res: OnnxExportResult, src: Path, artefact: Path, cfg: ExportConfig,
     from pipa_edge.runtime.backends.ort_backend import OrtBackend
 
     ref = OrtBackend(src)
-    frames, source = calib if calib is not None and not cfg.parity.frames else \
-        device_frames(cfg.parity.frames, cfg.parity.n, ref.meta.input_size)
+    fs = calib if calib is not None and not cfg.parity.frames else \
+        load_frames(cfg.parity.frames, cfg.parity.n, ref.meta.input_size)
+    frames, source = fs.frames, fs.source
     test = load_backend(artefact)
     try:
         rep = compare(ref, test, frames[:cfg.parity.n], source, precision=cfg.precision,
@@ -321,7 +288,7 @@ def _write_report(res: OnnxExportResult, cfg: ExportConfig, out_dir: Path, stem:
 def print_rows(res: OnnxExportResult) -> None:
     from rich.table import Table
 
-    if log._quiet:
+    if log.is_quiet():
         return
     t = Table(title=f"export from ONNX ({res.export_s:.1f}s)", title_justify="left")
     for col in ("Format", "File", "Size MB", "Check"):

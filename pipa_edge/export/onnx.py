@@ -1,15 +1,13 @@
-"""Segmenter → ONNX (opset 17, TorchScript exporter ``dynamo=False``), metadata embedded + sidecar."""
+"""Segmenter → ONNX (opset 17, TorchScript exporter ``dynamo=False``); written with metadata embedded + sidecar
+by :func:`pipa_edge.runtime.backends.sidecar.save_onnx`."""
 
 from __future__ import annotations
 
 import io
-import json
 import warnings
 from pathlib import Path
 
-from pipa_edge.fileio import guard_write
 from pipa_edge.runtime.backends.base import ModelMeta
-from pipa_edge.runtime.backends.sidecar import ONNX_META_KEY, file_sha256, write_sidecar
 
 OPSET = 17
 INPUT_NAME = "input"
@@ -35,7 +33,7 @@ def export_onnx(segmenter, path: str | Path, input_size: tuple[int, int], *, inp
     import onnx
     import torch
 
-    from pipa_edge.export.graph import DeployModel
+    from pipa_edge.models.graph import DeployModel
 
     h, w = (int(v) for v in input_size)
     model = DeployModel(segmenter, input_format=input_format, output=output, output_resolution=output_resolution,
@@ -59,40 +57,6 @@ def export_onnx(segmenter, path: str | Path, input_size: tuple[int, int], *, inp
     return proto
 
 
-def embed_meta(proto, meta: ModelMeta) -> None:
-    d = meta.to_dict()
-    d["extra"] = {k: v for k, v in d["extra"].items() if k not in ("file_sha256", "onnx_sha256")}
-    for prop in list(proto.metadata_props):
-        if prop.key == ONNX_META_KEY:
-            proto.metadata_props.remove(prop)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = ONNX_META_KEY, json.dumps(d)
-
-
-def save_onnx(proto, path: str | Path, meta: ModelMeta) -> ModelMeta:
-    """Embed ``meta``, write the file, then the sidecar with the file's sha256. Returns the final meta."""
-    import onnx
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    embed_meta(proto, meta)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with guard_write(path, f"the previous {path.name} is kept" if path.exists() else "nothing was written"):
-        try:
-            onnx.save(proto, str(tmp))
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    sha = file_sha256(path)
-    meta.extra.update(file_sha256=sha, onnx_sha256=sha, opset=opset_of(proto))
-    write_sidecar(path, meta)
-    return meta
-
-
-def opset_of(proto) -> int:
-    return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
-
-
 STATE_INPUTS = ["ema", "label", "pending", "count"]
 STATE_OUTPUTS = ["ema_out", "label_out", "pending_out", "count_out"]
 STATE_INIT = [0, -1, -1, 0]  # first frame: EMA zeros (no state yet), no label, no pending candidate, count 0
@@ -108,7 +72,7 @@ def export_onnx_stateful(segmenter, input_size: tuple[int, int], *, alpha: float
     import onnx
     import torch
 
-    from pipa_edge.export.graph import DeployModel, output_size
+    from pipa_edge.models.graph import DeployModel, output_size
     from pipa_edge.runtime.temporal import StatefulSegmenter
 
     class _Graph(torch.nn.Module):

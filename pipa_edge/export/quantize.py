@@ -128,7 +128,7 @@ def predict_labels(backend: Backend, frames: np.ndarray, label_hw: tuple[int, in
 
 
 def miou_of(backend: Backend, frames: np.ndarray, labels: np.ndarray) -> float:
-    from pipa_edge.train.metrics import confusion_matrix, mean_iou
+    from pipa_edge.metrics import confusion_matrix, mean_iou
 
     classes = backend.meta.classes
     pred = predict_labels(backend, frames, labels.shape[-2:])

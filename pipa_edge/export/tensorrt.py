@@ -105,38 +105,9 @@ def build_engine(onnx_path: str | Path, meta: ModelMeta, cfg, precision: str, ou
     t0 = time.perf_counter()
     builder, network, parser, logger = parse_onnx(trt, onnx_path, strongly)
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(cfg.workspace_gb * 2 ** 30))
-    if hasattr(config, "builder_optimization_level"):
-        config.builder_optimization_level = cfg.builder_optimization_level
-    pinned = 0
-    if not strongly:
-        if precision in ("fp16", "int8"):
-            config.set_flag(trt.BuilderFlag.FP16)
-        if precision == "fp16":
-            pinned = pin_fp32(trt, network, cfg.fp32_ops)
-            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-        if precision == "int8":
-            config.set_flag(trt.BuilderFlag.INT8)
-            if cfg.int8_mode == "calibrator":
-                from pipa_edge.export.trt_calib import make_calibrator
-
-                config.int8_calibrator = make_calibrator(trt, meta, calib_frames, out_dir / ".calib",
-                                                         onnx_sha[:12])
-    if cfg.dla_core is not None:
-        config.default_device_type = trt.DeviceType.DLA
-        config.DLA_core = int(cfg.dla_core)
-        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-    inp = network.get_input(0)
-    if any(d < 0 for d in inp.shape):
-        prof = builder.create_optimization_profile()
-        shape = list(inp.shape)
-        h, w = meta.input_size
-        hw_axes = (1, 2) if meta.input_format == "uint8_nhwc" else (2, 3)
-        for ax, v in zip(hw_axes, (h, w)):
-            shape[ax] = v if shape[ax] < 0 else shape[ax]
-        mk = [tuple([b] + shape[1:]) for b in (1, cfg.opt_batch, cfg.max_batch)]
-        prof.set_shape(inp.name, *mk)
-        config.add_optimization_profile(prof)
+    pinned = _configure(trt, config, network, cfg, meta, precision, strongly, calib_frames, out_dir / ".calib",
+                        onnx_sha[:12])
+    _dynamic_profile(builder, config, network.get_input(0), meta, cfg)
     cache_file = None if flavour == "tensorrt_rtx" else _timing_cache_path(cfg, version, sm)  # no-op in RTX
     if cache_file is not None:
         cache = config.create_timing_cache(cache_file.read_bytes() if cache_file.is_file() else b"")
@@ -162,3 +133,45 @@ def build_engine(onnx_path: str | Path, meta: ModelMeta, cfg, precision: str, ou
                        timing_cache=str(cache_file) if cache_file else None)
     write_sidecar(engine, emeta)
     return engine, emeta, False
+
+
+def _configure(trt, config, network, cfg, meta: ModelMeta, precision: str, strongly: bool, calib_frames,
+               calib_dir: Path, calib_key: str) -> int:
+    """Workspace, optimisation level, precision flags (weakly typed TensorRT), DLA; returns the number
+    of layers pinned to FP32."""
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(cfg.workspace_gb * 2 ** 30))
+    if hasattr(config, "builder_optimization_level"):
+        config.builder_optimization_level = cfg.builder_optimization_level
+    pinned = 0
+    if not strongly:
+        if precision in ("fp16", "int8"):
+            config.set_flag(trt.BuilderFlag.FP16)
+        if precision == "fp16":
+            pinned = pin_fp32(trt, network, cfg.fp32_ops)
+            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+        if precision == "int8":
+            config.set_flag(trt.BuilderFlag.INT8)
+            if cfg.int8_mode == "calibrator":
+                from pipa_edge.export.trt_calib import make_calibrator
+
+                config.int8_calibrator = make_calibrator(trt, meta, calib_frames, calib_dir, calib_key)
+    if cfg.dla_core is not None:
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = int(cfg.dla_core)
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+    return pinned
+
+
+def _dynamic_profile(builder, config, inp, meta: ModelMeta, cfg) -> None:
+    """A dynamic input gets one optimisation profile: the model's H×W, batch 1 / opt_batch / max_batch."""
+    if not any(d < 0 for d in inp.shape):
+        return
+    prof = builder.create_optimization_profile()
+    shape = list(inp.shape)
+    h, w = meta.input_size
+    hw_axes = (1, 2) if meta.input_format == "uint8_nhwc" else (2, 3)
+    for ax, v in zip(hw_axes, (h, w)):
+        shape[ax] = v if shape[ax] < 0 else shape[ax]
+    mk = [tuple([b] + shape[1:]) for b in (1, cfg.opt_batch, cfg.max_batch)]
+    prof.set_shape(inp.name, *mk)
+    config.add_optimization_profile(prof)

@@ -2,7 +2,7 @@
 
 Device buffers via cuda-python. The calibration cache is a file keyed by the ONNX sha and the frame
 data hash, so rebuilding with the same data skips calibration. Needs a GPU: not run on the dev
-machines (see docs/export.md).
+machines (see docs/deploy.md).
 """
 
 from __future__ import annotations

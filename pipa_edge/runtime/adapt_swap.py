@@ -1,6 +1,6 @@
 """``pipa-edge run … --collect DIR --adapt-every N``: BN re-estimation in the stream, swapped in between frames.
 
-After every ``N`` newly collected frames a background thread runs :func:`~pipa_edge.export.bn_adapt.
+After every ``N`` newly collected frames a background thread runs :func:`~pipa_edge.runtime.bn_adapt.
 adapt_bn_onnx` on the collection (always from the *original* model, whose BN statistics graph does not
 depend on the running statistics, so adaptations do not compound), writes ``DIR-adapted/<stem>.a<k>.onnx``,
 loads it as a new backend and runs it once. The inference thread calls :meth:`AdaptSwap.between_frames`
@@ -24,7 +24,7 @@ class AdaptSwap:
                  backend_opts: dict | None = None, out_dir: str | Path | None = None, num_frames: int = 200,
                  batch_size: int = 8, min_frames: int = 8):
         from pipa_edge.errors import ConfigError
-        from pipa_edge.export.bn_adapt import load_companion
+        from pipa_edge.runtime.bn_adapt import load_companion
 
         self.model = Path(model)
         if self.model.suffix.lower() != ".onnx":
@@ -79,7 +79,7 @@ class AdaptSwap:
         return backend
 
     def _adapt(self, n_saved: int) -> None:
-        from pipa_edge.export.bn_adapt import adapt_bn_onnx
+        from pipa_edge.runtime.bn_adapt import adapt_bn_onnx
 
         k = len(self.history) + 1
         dst = self.out_dir / f"{self.model.name[:-5]}.a{k}.onnx"
@@ -110,7 +110,7 @@ class AdaptSwap:
 
     def _prune(self, k: int) -> None:
         """Delete adaptation ``k``'s files (long since swapped out): the folder keeps the last two."""
-        from pipa_edge.export.bn_adapt import companion_paths
+        from pipa_edge.runtime.bn_adapt import companion_paths
 
         if k < 1:
             return

@@ -55,7 +55,7 @@ class DISMotion:
     """OpenCV DIS optical flow (CPU, portable default). ``preset``: ultrafast / fast / medium.
 
     The default is ``medium``: at the sizes the runtime uses (48–180 rows) it measured both cheaper
-    and more accurate than ``ultrafast`` here (``docs/temporal.md``)."""
+    and more accurate than ``ultrafast`` here (``docs/runtime.md``)."""
 
     def __init__(self, preset: str = "medium"):
         import cv2

@@ -16,7 +16,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Literal, Optional
 
 import numpy as np
@@ -24,14 +23,12 @@ from pydantic import Field
 
 from pipa_edge import log
 from pipa_edge.config import StrictModel, validate
-from pipa_edge.errors import PipaError, SourceError
-from pipa_edge.runtime.channel import Channel, Closed
-from pipa_edge.runtime.sinks import LabelFolderWriter, NullSink, open_sink
-from pipa_edge.runtime.sources import Frame, Reconnect, Source, SourceEnded, SourceLost, open_source
+from pipa_edge.errors import PipaError
+from pipa_edge.runtime.sinks import open_sink
+from pipa_edge.runtime.sources import Frame, open_source
 from pipa_edge.runtime.stats import RunSummary, StatsTracker
-from pipa_edge.runtime.temporal import TemporalFilter, flip_rate
+from pipa_edge.runtime.stream_runner import StreamRunner
 from pipa_edge.runtime.uri import parse_output, parse_source
-from pipa_edge.runtime.viz import Visualizer
 
 
 class RunOptions(StrictModel):
@@ -69,14 +66,6 @@ class RunOptions(StrictModel):
     labels_size: Literal["frame", "model"] = "frame"  # labels PNG at the frame's size (nearest) or the model's
 
 
-@dataclass
-class _Result:
-    frame: Frame
-    labels: np.ndarray
-    age_s: float
-    flip: float | None
-
-
 def _load(model, backend, opts):
     from pipa_edge.runtime.backends.base import Backend
 
@@ -96,210 +85,6 @@ def _csi_available() -> bool:
         return has_element("nvarguscamerasrc")
     except PipaError:
         return False
-
-
-class _Runner:
-    def __init__(self, src: Source, sink, backend, opts: RunOptions, stats: StatsTracker, stop: threading.Event):
-        self.src, self.sink, self.backend, self.o, self.stats, self.stop = src, sink, backend, opts, stats, stop
-        live = src.spec.live
-        self.frames_in = Channel(1 if src.drop else 2, drop=src.drop)
-        self.results = Channel(2, drop=False)
-        self.errors: list[BaseException] = []
-        self.reason = "stopped"
-        self.reconnects = 0
-        self.live = live
-        meta = backend.meta
-        self.kind = meta.output
-        self.in_graph = bool(getattr(backend, "stateful", False))  # the graph smooths: NumPy filter off
-        from pipa_edge.runtime.motion import make_compensator
-
-        motion = make_compensator(opts.motion, opts.motion_provider) if opts.smooth and not self.in_graph else None
-        self.filter = TemporalFilter(opts.smooth_alpha, opts.hysteresis_delta, opts.hysteresis_frames,
-                                     enabled=opts.smooth and not self.in_graph, motion=motion)
-        if self.in_graph and opts.motion == "on":
-            log.warn("run", "--motion on does not apply to a stateful graph: its in-graph state is not "
-                            "motion-compensated (static cameras; docs/temporal.md)")
-        if self.in_graph:
-            t = meta.extra.get("stateful", {})
-            log.stage("run", f"temporal smoothing runs in the graph (stateful model: alpha {t.get('alpha')}, "
-                             f"delta {t.get('delta')}, persist {t.get('persist')}); --smooth options do not apply")
-        self.viz = Visualizer(meta.classes, opts.viz, opts.alpha, opts.legend)
-        self.on_frame = None
-        self.collector = None
-        self.swap = None  # --adapt-every: pipa_edge.runtime.adapt_swap.AdaptSwap
-        self.labels_out = LabelFolderWriter(opts.labels_out, opts.labels_size) if opts.labels_out else None
-        self.draw = not isinstance(sink, NullSink)
-
-    # ---- capture ----
-    def capture(self) -> None:
-        o, src = self.o, self.src
-        idx, opened, connected, segment = 0, False, False, 0
-        backoff, last = 0.1, time.monotonic()
-        self.rc = Reconnect(src.spec.uri, o.reconnect_limit, o.reconnect_timeout if o.reconnect else 0)
-        try:
-            while not self.stop.is_set():
-                if not opened:
-                    try:
-                        src.open()
-                        opened, last = True, time.monotonic()
-                    except SourceLost as e:
-                        if idx == 0 and not self.live:
-                            raise SourceError(str(e)) from None
-                        self.rc.lost(str(e))
-                        log.warn("run", f"{e}; retrying in {backoff:.1f} s")
-                        self.stop.wait(backoff)
-                        backoff = min(backoff * 2, o.max_backoff)
-                        continue
-                try:
-                    f = src.read(0.2)
-                except SourceEnded:
-                    if self.live and o.reconnect or o.loop:
-                        src.close()
-                        opened = False
-                        segment += 1
-                        if self.live:
-                            self._lost(f"{src.spec.uri}: end of stream; reopening in {backoff:.1f} s")
-                            connected = False
-                            self.stop.wait(backoff)
-                            backoff = min(backoff * 2, o.max_backoff)
-                        continue
-                    self.reason = "end of stream"
-                    break
-                except SourceLost as e:
-                    if not (self.live and o.reconnect):
-                        raise SourceError(str(e)) from None
-                    src.close()
-                    opened, connected = False, False
-                    segment += 1
-                    self._lost(f"{e}; reopening in {backoff:.1f} s")
-                    self.stop.wait(backoff)
-                    backoff = min(backoff * 2, o.max_backoff)
-                    continue
-                now = time.monotonic()
-                if f is None:
-                    if self.live and o.reconnect:
-                        self.rc.check()
-                    if self.live and o.reconnect and connected and now - last > o.stall_timeout:
-                        src.close()
-                        opened, connected = False, False
-                        segment += 1
-                        self._lost(f"{src.spec.uri}: no frame for {now - last:.1f} s; reopening")
-                    continue
-                if not connected and idx > 0:
-                    log.ok("run", f"{src.spec.uri}: receiving frames again")
-                connected, last, backoff = True, now, 0.1
-                self.rc.ok()
-                f.index, f.segment = idx, segment
-                if not src.drop and f.index % o.keyframe == 0:  # resize here, overlapping the model
-                    self._preprocess(f)
-                idx += 1
-                if not self.frames_in.put(f):
-                    break
-                if o.max_frames and idx >= o.max_frames:
-                    self.reason = "max frames"
-                    break
-        finally:
-            src.close()
-            self.frames_in.close()
-
-    def _lost(self, msg: str) -> None:
-        self.rc.lost(msg.split("; reopening")[0])  # gives up (SourceError) at --reconnect-limit/-timeout
-        self.reconnects += 1
-        log.warn("run", msg)
-
-    def _preprocess(self, f: Frame) -> np.ndarray:
-        import cv2
-
-        t0 = time.monotonic()
-        mh, mw = self.backend.meta.input_size
-        img = f.image
-        f.model_input = img if img.shape[:2] == (mh, mw) else cv2.resize(img, (mw, mh), interpolation=cv2.INTER_LINEAR)
-        f.pre_s = time.monotonic() - t0
-        return f.model_input
-
-    # ---- inference ----
-    def infer(self) -> None:
-        b, o = self.backend, self.o
-        labels, prev, segment = None, None, None
-        try:
-            while True:
-                try:
-                    f = self.frames_in.get(0.2)
-                except Closed:
-                    break
-                if f is None:
-                    continue
-                if self.swap is not None:  # a re-estimated model swaps in here, between two frames
-                    b = self.backend = self.swap.between_frames(b)
-                t0 = time.monotonic()
-                if f.segment != segment:  # new stream after a reopen/loop: restart the filter
-                    self.filter.reset()
-                    if self.in_graph:
-                        b.reset_state()
-                    labels, prev, segment = None, None, f.segment
-                if labels is None or f.index % o.keyframe == 0:
-                    x = f.model_input if f.model_input is not None else self._preprocess(f)
-                    t1 = time.monotonic()
-                    out = b.infer(x[None])
-                    t2 = time.monotonic()
-                    if self.collector is not None:  # returns at once; selection runs on its own thread
-                        self.collector.offer(f.image, out[0], t=f.t_capture, kind=self.kind)
-                    labels = self.filter.update(out, self.kind, image=x)[0]
-                    t3 = time.monotonic()
-                    self.stats.model_step(f.pre_s, t2 - t1, t3 - t2, self.filter.motion_s)
-                if self.on_frame is not None:
-                    self.on_frame(f, labels)
-                flip = flip_rate(prev, labels)
-                prev = labels
-                if not self.results.put(_Result(f, labels, t0 - f.t_capture, flip)):
-                    break
-        finally:
-            self.results.close()
-
-    # ---- output ----
-    def output(self) -> None:
-        opened, hw = False, (0, 0)
-        try:
-            while True:
-                try:
-                    r = self.results.get(0.2)
-                except Closed:
-                    break
-                if r is None:
-                    continue
-                t0 = time.monotonic()
-                if self.draw:
-                    vis = self.viz.render(r.frame.image, r.labels)
-                else:  # output 'none': nothing is drawn, so nothing is upsampled or coloured
-                    vis = r.frame.image
-                t1 = time.monotonic()
-                if not opened:
-                    hw = vis.shape[:2]
-                    self.sink.open(hw, self.src.fps)
-                    opened = True
-                elif vis.shape[:2] != hw:  # a reconnected source changed size: keep the output's
-                    import cv2
-
-                    vis = cv2.resize(vis, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
-                self.sink.write(vis)
-                if self.labels_out is not None:  # labels stay at model resolution until here
-                    self.labels_out.write(r.frame.index, r.labels, r.frame.image.shape[:2])
-                now = time.monotonic()
-                self.stats.output(now - r.frame.t_capture, r.age_s, t1 - t0, r.flip)
-        finally:
-            self.sink.close()
-
-    def guard(self, fn):
-        def run():
-            try:
-                fn()
-            except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
-                self.errors.append(e)
-                self.stop.set()
-                self.frames_in.abort()
-                self.results.abort()
-
-        return run
 
 
 def run_stream(source: str | None = None, output: str | None = None, model=None, *,
@@ -328,16 +113,10 @@ def run_stream(source: str | None = None, output: str | None = None, model=None,
     backend, owned = _load(model, o.backend, o.backend_opts)
     stop = stop_event if stop_event is not None else threading.Event()
     stats = StatsTracker()
-    own_collector = False
     try:  # nothing may leak the backend or the collector before the run's try/finally below
-        runner = _Runner(src, sink, backend, o, stats, stop)
+        runner = StreamRunner(src, sink, backend, o, stats, stop)
         runner.on_frame = on_frame
-        if collector is None and o.collect:
-            from pipa_edge.runtime.collect.runtime import open_collector
-
-            collector = open_collector(o.collect, o.collect_config, backend, source=src_spec.uri,
-                                       overrides=o.collect_set)
-            own_collector = True
+        collector, own_collector = _collector(collector, o, backend, src_spec.uri)
     except BaseException:
         if owned:
             backend.close()
@@ -347,17 +126,51 @@ def run_stream(source: str | None = None, output: str | None = None, model=None,
         swap.collector = collector
         runner.swap = swap
     log.stage("run", f"{src_spec.describe()} → {out_spec.kind} '{out_spec.uri}' with {backend.describe()}")
-    old_handlers = {}
-    if o.handle_signals and threading.current_thread() is threading.main_thread():
-        def on_signal(signum, _frame):
-            if stop.is_set():
-                return
-            log.warn("run", f"{signal.Signals(signum).name}: stopping, finalising the output")
-            runner.reason = signal.Signals(signum).name
-            stop.set()
+    old_handlers = _install_signal_handlers(runner) if o.handle_signals else {}
+    try:
+        _run_threads(runner, o)
+    finally:
+        stop.set()
+        for sig, h in old_handlers.items():
+            signal.signal(sig, h)
+        collect_stats = _close_extras(runner, collector, own_collector)
+        if owned:
+            backend.close()
+    summary = _summary(runner, o, backend, src_spec.uri, out_spec.uri, collect_stats)
+    if o.stats_json:
+        summary.write_json(o.stats_json)
+    if runner.errors:
+        raise runner.errors[0]
+    log.ok("run", summary.line())
+    return summary
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            old_handlers[sig] = signal.signal(sig, on_signal)
+
+def _collector(collector, o: RunOptions, backend, source: str):
+    """``(collector, owned)``: the caller's, else the one ``--collect DIR`` opens (closed by the run)."""
+    if collector is not None or not o.collect:
+        return collector, False
+    from pipa_edge.runtime.collect.runtime import open_collector
+
+    return open_collector(o.collect, o.collect_config, backend, source=source, overrides=o.collect_set), True
+
+
+def _install_signal_handlers(runner: StreamRunner) -> dict:
+    """SIGINT/SIGTERM stop the run (the output is finalised); returns the handlers to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def on_signal(signum, _frame):
+        if runner.stop.is_set():
+            return
+        log.warn("run", f"{signal.Signals(signum).name}: stopping, finalising the output")
+        runner.reason = signal.Signals(signum).name
+        runner.stop.set()
+
+    return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _run_threads(runner: StreamRunner, o: RunOptions) -> None:
+    """Start capture, inference and output; log a stats line every ``stats_interval`` until output ends."""
     threads = [threading.Thread(target=runner.guard(fn), name=f"pipa-{name}", daemon=True)
                for name, fn in (("capture", runner.capture), ("infer", runner.infer), ("output", runner.output))]
     try:
@@ -368,38 +181,37 @@ def run_stream(source: str | None = None, output: str | None = None, model=None,
             threads[-1].join(0.05)
             if o.log_stats and time.monotonic() >= next_line:
                 next_line += o.stats_interval
-                log.stage("run", stats.window_line(src.dropped + runner.frames_in.dropped, src.corrupt))
+                log.stage("run", runner.stats.window_line(runner.src.dropped + runner.frames_in.dropped,
+                                                          runner.src.corrupt))
         for t in threads:
             t.join(5.0)
     except BaseException:  # e.g. KeyboardInterrupt without handle_signals: still finalise the output
-        stop.set()
+        runner.stop.set()
         for t in threads:
             t.join(10.0)
         raise
-    finally:
-        stop.set()
-        for sig, h in old_handlers.items():
-            signal.signal(sig, h)
-        collect_stats = None
-        if runner.swap is not None:
-            runner.swap.close()
-        if collector is not None:
-            collect_stats = collector.close() if own_collector else getattr(collector, "stats", dict)()
-            if own_collector and hasattr(collector, "log_summary"):
-                collector.log_summary()
-        if owned:
-            backend.close()
-    summary = stats.summary(
-        source=src_spec.uri, output=out_spec.uri, backend=backend.describe(),
+
+
+def _close_extras(runner: StreamRunner, collector, own_collector: bool) -> dict | None:
+    """Close the adapt swap and the collector; returns the collector's stats (None without one)."""
+    if runner.swap is not None:
+        runner.swap.close()
+    if collector is None:
+        return None
+    collect_stats = collector.close() if own_collector else getattr(collector, "stats", dict)()
+    if own_collector and hasattr(collector, "log_summary"):
+        collector.log_summary()
+    return collect_stats
+
+
+def _summary(runner: StreamRunner, o: RunOptions, backend, source: str, output: str, collect_stats) -> RunSummary:
+    """``backend``: the one the run started with (an adapt swap may have replaced ``runner.backend``)."""
+    src = runner.src
+    return runner.stats.summary(
+        source=source, output=output, backend=backend.describe(),
         dropped=src.dropped + runner.frames_in.dropped, corrupt=src.corrupt, reconnects=runner.reconnects,
         corrupt_files=list(getattr(src, "corrupt_names", [])),
         smoothing={"enabled": o.smooth, "alpha": o.smooth_alpha, "delta": o.hysteresis_delta,
                    "frames": o.hysteresis_frames, "keyframe": o.keyframe, "output_kind": backend.meta.output,
                    "motion": o.motion if o.smooth and not runner.in_graph else "off"},
         exit_reason="error" if runner.errors else runner.reason, collect=collect_stats)
-    if o.stats_json:
-        summary.write_json(o.stats_json)
-    if runner.errors:
-        raise runner.errors[0]
-    log.ok("run", summary.line())
-    return summary

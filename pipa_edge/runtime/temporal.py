@@ -27,7 +27,7 @@ Motion compensation (:mod:`pipa_edge.runtime.motion`, ``TemporalFilter(motion=..
 ``pipa-edge run --motion``): before each step the state is warped onto the new frame with optical
 flow; pixels failing the forward-backward check are reset (the current frame's probabilities win
 there). The in-graph filter (:class:`TemporalFilterModule`, ``export --stateful``) has no motion
-compensation: its state stays in place, so it suits static cameras (``docs/temporal.md``).
+compensation: its state stays in place, so it suits static cameras (``docs/runtime.md``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
   :class:`TrainConfig` (``pipa_edge.train.config``), method plug-ins in ``pipa_edge.train.method``.
 * :func:`evaluate_checkpoint` (``pipa_edge.train.eval_api``) — the twin of ``pipa-edge eval``;
   :func:`evaluate` (``pipa_edge.train.evaluate``) scores an in-memory model.
-* ``pipa_edge.train.metrics`` — confusion matrix, IoU, mIoU conventions (shared with export/adapt).
+* ``pipa_edge.train.metrics`` — confusion matrices of tensors (``ConfusionMeter``); IoU and the mIoU
+  conventions are in ``pipa_edge.metrics`` (shared with export and the benches).
 """
 
 _LAZY = {

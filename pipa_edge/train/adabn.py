@@ -12,7 +12,7 @@ of where the statistics came from. Use it
   ``pipa-edge run --collect``) to adapt a deployed model's normalisation without labels or training
   (AdaBN, Li et al. 2016: the source-only CamVid model goes 16.6 → 23.6 mIoU on dusk),
 - on an adapted checkpoint trained without ``precise_bn`` (+1.5 on CamVid for mean teacher and
-  PiPa++ alike, docs/adaptation.md "Precise BN").
+  PiPa++ alike, docs/benchmarks.md "Precise BN").
 
 The images should have the size the model will run at (``--imgsz``): on CamVid, statistics of
 half-size images cost 3–4 mIoU against whole eval-size ones. A model without BatchNorm layers is

@@ -66,7 +66,7 @@ class EvalConfig(StrictModel):
     crop: Optional[tuple[int, int]] = None  # slide window (H, W); required for mode=slide
     stride: Optional[tuple[int, int]] = None  # slide stride (H, W); default = crop × 2/3
     batch_size: int = Field(1, ge=1)
-    miou_convention: Literal["gt", "union", "all"] = "gt"  # see pipa_edge.train.metrics
+    miou_convention: Literal["gt", "union", "all"] = "gt"  # see pipa_edge.metrics
 
     @model_validator(mode="after")
     def _slide_needs_crop(self) -> "EvalConfig":

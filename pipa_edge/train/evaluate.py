@@ -3,7 +3,7 @@
 Used by periodic validation in the trainer and by ``pipa-edge eval`` (:mod:`pipa_edge.train.eval_api`).
 Images are scored at the resolution the dataset delivers (``DatasetConfig.resize`` /
 ``--imgsz`` resize image and label together, label nearest-neighbour); logits are resized to the
-label size if they differ. Metric conventions: :mod:`pipa_edge.train.metrics`.
+label size if they differ. Metric conventions: :mod:`pipa_edge.metrics`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from pipa_edge.log import progress
+from pipa_edge.metrics import summarize
 from pipa_edge.models.segmenter import Segmenter
 from pipa_edge.train.config import EvalConfig
-from pipa_edge.train.metrics import ConfusionMeter, summarize
+from pipa_edge.train.metrics import ConfusionMeter
 
 
 def _windows(size: int, crop: int, stride: int) -> list[tuple[int, int]]:
@@ -80,7 +81,7 @@ def evaluate(model: Segmenter, dataset, cfg: EvalConfig | None = None, device: t
              num_workers: int = 0, amp: bool = False, desc: str = "eval", show_progress: bool = True) -> dict:
     """Score ``model`` on a dataset of ``{"image": uint8 (3,H,W), "label": int64 (H,W)}`` items.
 
-    Returns :func:`pipa_edge.train.metrics.summarize` plus ``images``; the model is left in the mode
+    Returns :func:`pipa_edge.metrics.summarize` plus ``images``; the model is left in the mode
     it had (it runs in eval mode).
     """
     cfg = cfg or EvalConfig()

@@ -10,13 +10,11 @@ DistributedDataParallel and each rank reads its own shard of every epoch.
 
 from __future__ import annotations
 
-import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -25,6 +23,7 @@ from pipa_edge.errors import ConfigError, ModelFileError, WriteError
 from pipa_edge.fileio import guard_write, remove_folder_of, write_error, write_text
 from pipa_edge.log import next_command, ok, progress, stage, warn
 from pipa_edge.train import dist as dist_utils
+from pipa_edge.train.build import build_datasets, build_model_and_method, in_model_classes, seed_everything
 from pipa_edge.train.checkpoint import capture_rng, load_train_state, restore_method, restore_rng, save_train_state
 from pipa_edge.train.config import TrainConfig
 from pipa_edge.train.data import BatchStream, strip_names, to_device
@@ -32,8 +31,6 @@ from pipa_edge.train.optim import WarmupPoly, build_optimizer, build_scheduler
 from pipa_edge.train.scalars import ScalarWriter
 from pipa_edge.threads import describe as describe_threads
 from pipa_edge.threads import set_threads
-
-TARGET_SEED_OFFSET = 7_777_777  # target augmentations draw from a different seed than source ones
 
 
 @dataclass
@@ -58,73 +55,11 @@ class _Step(nn.Module):
         return self.method.training_step(batch, it)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
+class Trainer:
+    """One training run: :meth:`setup` builds data, model, optimiser and streams; :meth:`run` trains.
 
+    Diagnostics (``bench/``) use ``setup()``, ``method`` and :meth:`batches` without :meth:`run`."""
 
-def _val_name(cfg, i: int, n: int) -> str:
-    base = f"{cfg.type}_{Path(cfg.root).name}_{cfg.split}".replace("/", "_")
-    return base if n == 1 else f"{i}_{base}"
-
-
-def _in_model_classes(d, classes: str):
-    """Datasets without an explicit class set deliver labels in the model's classes (mapped by name)."""
-    return d.model_copy(update={"classes": classes}) if d.classes is None else d
-
-
-def build_datasets(cfg: TrainConfig):
-    from pipa_edge.data.build import AugmentedDataset, build_dataset, build_eval_dataset
-    from pipa_edge.data.classes import get_class_set
-    from pipa_edge.data.transforms import TrainTransform
-
-    model_classes = get_class_set(cfg.model.classes)
-    src_base = build_dataset(_in_model_classes(cfg.source, cfg.model.classes))
-    if not getattr(src_base, "has_labels", True) or not cfg.source.labels:
-        raise ConfigError(f"source dataset {cfg.source.root}: key 'source.labels': source images need labels")
-    if tuple(src_base.classes.names) != tuple(model_classes.names):
-        raise ConfigError(f"source dataset {cfg.source.root}: key 'source.classes': '{src_base.classes.name}' "
-                          f"differs from model.classes '{model_classes.name}'")
-    source = AugmentedDataset(src_base, TrainTransform(cfg.transform), cfg.seed)
-    target = None
-    if cfg.target is not None:
-        tcfg = _in_model_classes(cfg.target, cfg.model.classes).model_copy(update={"labels": False})
-        tgt_base = build_dataset(tcfg)
-        tgt_tf = TrainTransform(cfg.target_transform or cfg.transform)
-        if getattr(tgt_base, "yields_pairs", False):  # video: same crop/flip/jitter for frames t and t-k (+ flow)
-            from pipa_edge.data.datasets.pairs import PairTrainTransform
-            tgt_tf = PairTrainTransform(tgt_tf.cfg)
-        target = AugmentedDataset(tgt_base, tgt_tf, cfg.seed + TARGET_SEED_OFFSET)
-    vals = cfg.val_list
-    val = {_val_name(v, i, len(vals)): build_eval_dataset(_in_model_classes(v, cfg.model.classes))
-           for i, v in enumerate(vals)}
-    return source, target, val
-
-
-def build_model_and_method(cfg: TrainConfig, device: torch.device):
-    from pipa_edge.data.classes import get_class_set
-    from pipa_edge.models.io import read_checkpoint
-    from pipa_edge.models.zoo import build_segmenter
-    from pipa_edge.train.method import build_method
-
-    classes = get_class_set(cfg.model.classes)
-    seg = build_segmenter(cfg.model.arch, classes, weights=cfg.model.weights)
-    if cfg.init_from:
-        ck = read_checkpoint(cfg.init_from)
-        meta = ck["segmenter"].get("meta", {})
-        if meta.get("arch") != cfg.model.arch:
-            raise ModelFileError(f"{cfg.init_from}: init_from holds arch '{meta.get('arch')}', config says "
-                                 f"'{cfg.model.arch}' (key 'model.arch')")
-        names = tuple(meta.get("classes", {}).get("names", ()))
-        if names != tuple(classes.names):
-            raise ModelFileError(f"{cfg.init_from}: init_from classes differ from model.classes '{classes.name}'")
-        seg.load_state_dict(ck["segmenter"]["state_dict"], strict=True)
-    method = build_method(cfg.method, seg.to(device), cfg.adapt)
-    return method.to(device)
-
-
-class _Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool):
         self.cfg, self.resume = cfg, resume
         self.info = dist_utils.setup(cfg.device)
@@ -275,7 +210,7 @@ class _Trainer:
 
         pb, cfg = self.cfg.precise_bn, self.cfg
         dcfg = cfg.target if pb.images == "target" else cfg.source
-        dcfg = _in_model_classes(dcfg, cfg.model.classes).model_copy(
+        dcfg = in_model_classes(dcfg, cfg.model.classes).model_copy(
             update={"labels": False, "pair_offset": None, "flow": "none"})
         ds = build_eval_dataset(dcfg)
         try:
@@ -291,7 +226,8 @@ class _Trainer:
             else:
                 warn("train", f"precise BN: fewer than {pb.batch_size} {pb.images} images; statistics unchanged")
 
-    def _batches(self):
+    def batches(self):
+        """Endless batches ``{"source": ..., ["target": ...]}`` on the run's device, from ``start_it`` on."""
         src = self.src_stream.batches(self.start_it)
         tgt = self.tgt_stream.batches(self.start_it) if self.tgt_stream else None
         while True:
@@ -316,7 +252,7 @@ class _Trainer:
                 stage("train", f"scalars → {self.writer.path} (TensorBoard not installed: CSV only)")
         autocast = torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()
         params = [p for g in self.opt.param_groups for p in g["params"]]
-        batches = self._batches()
+        batches = self.batches()
         acc: dict[str, float] = {}
         n_acc, t0 = 0, time.perf_counter()
         with progress("train", total=max_it, disable=not info.is_main) as bar:
@@ -381,7 +317,7 @@ class _Trainer:
 
 def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     """Train ``cfg.method`` on ``cfg.source`` (+ ``cfg.target``); see the module docstring."""
-    t = _Trainer(cfg, resume)
+    t = Trainer(cfg, resume)
     try:
         try:
             t.setup()

@@ -34,10 +34,11 @@ def evaluate_sequences(model, dataset, device: torch.device | str = "cpu", flow:
                        dis_preset: str = "medium", max_frames: int | None = None, desc: str = "video",
                        show_progress: bool = True) -> dict:
     """TC / flip rate (/ mIoU where labelled) of ``model`` on a sequence dataset (raw items, uint8 HWC)."""
-    from pipa_edge.adapt.flow import DISFlow
+    from pipa_edge.data.flow import DISFlow
     from pipa_edge.data.datasets.pairs import dataset_sequences
     from pipa_edge.train.evaluate import label_lut
-    from pipa_edge.train.metrics import ConfusionMeter, summarize
+    from pipa_edge.metrics import summarize
+    from pipa_edge.train.metrics import ConfusionMeter
     from pipa_edge.train.video_metrics import VideoMeter
 
     device = torch.device(device)

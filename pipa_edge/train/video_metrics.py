@@ -1,7 +1,7 @@
 """Temporal metrics of a segmenter on video: temporal consistency (TC), label flip rate, mIoU.
 
 For consecutive frames ``(t, t+1)`` with predictions ``P_t, P_{t+1} (H, W)`` and the flow
-``F (H, W, 2)`` **t+1 → t** (the :mod:`pipa_edge.adapt.flow` convention for the pair (t+1, t)) with
+``F (H, W, 2)`` **t+1 → t** (the :mod:`pipa_edge.data.flow` convention for the pair (t+1, t)) with
 its occlusion mask ``V`` (forward-backward consistent, in frame)::
 
     W_t  = warp_nearest(P_t, F)                     P_t brought onto frame t+1's grid
@@ -19,7 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from pipa_edge.adapt.flow import warp_np
+from pipa_edge.data.flow import warp_np
 
 
 def pair_tc(pred_warped: np.ndarray, pred_next: np.ndarray, valid: np.ndarray, num_classes: int) -> float:

@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 import torch
 
+from pipa_edge.data.classes import IGNORE_INDEX
+from pipa_edge.data.flow import in_frame, resize_flow
 from pipa_edge.data.transforms import TrainTransform, TransformConfig, _crop_box, _resize, color_jitter, \
     pad_to, to_tensors
 from pipa_edge.errors import DataError
@@ -84,12 +86,6 @@ class PairDataset:
         return out
 
 
-def _in_frame(flow: np.ndarray) -> np.ndarray:
-    from pipa_edge.adapt.flow import in_frame
-
-    return in_frame(flow)
-
-
 class PairTrainTransform:
     """:class:`~pipa_edge.data.transforms.TrainTransform` for pairs (identical geometry and colour)."""
 
@@ -100,8 +96,6 @@ class PairTrainTransform:
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
         if "image_prev" not in sample:
             return self.single(sample, rng)
-        from pipa_edge.adapt.flow import resize_flow
-
         cfg = self.cfg
         image, prev, label = sample["image"], sample["image_prev"], sample.get("label")
         flow, valid = sample.get("flow"), sample.get("flow_valid")
@@ -120,7 +114,7 @@ class PairTrainTransform:
         if cfg.cat_max_ratio < 1.0 and label is not None:  # the mmseg re-crop of TrainTransform
             for _ in range(10):
                 cnt = np.bincount(label[y:y + ch, x:x + cw].ravel(), minlength=256)
-                cnt[cfg.ignore_index] = 0
+                cnt[IGNORE_INDEX] = 0
                 cnt = cnt[cnt > 0]
                 if len(cnt) > 1 and cnt.max() / cnt.sum() < cfg.cat_max_ratio:
                     break
@@ -128,7 +122,7 @@ class PairTrainTransform:
         sl = np.s_[y:y + ch, x:x + cw]
         image, prev = image[sl], prev[sl]
         label = label[sl] if label is not None else None
-        image, label = pad_to(image, label, (ch, cw), cfg.ignore_index)
+        image, label = pad_to(image, label, (ch, cw))
         prev, _ = pad_to(prev, None, (ch, cw))
         if flow is not None:
             fh, fw = flow[sl].shape[:2]
@@ -151,24 +145,10 @@ class PairTrainTransform:
         out = to_tensors(image, label, sample.get("name", ""))
         out["image_prev"] = torch.from_numpy(np.ascontiguousarray(prev.transpose(2, 0, 1)))
         if flow is not None:
-            valid = valid & _in_frame(flow)  # the counterpart must lie inside the (same) crop
+            valid = valid & in_frame(flow)  # the counterpart must lie inside the (same) crop
             out["flow"] = torch.from_numpy(np.ascontiguousarray(flow.transpose(2, 0, 1)))
             out["flow_valid"] = torch.from_numpy(np.ascontiguousarray(valid))
         return out
 
     def __repr__(self) -> str:
         return f"PairTrainTransform({self.cfg!r})"
-
-
-def build_pairs(cfg):
-    """A :class:`PairDataset` from a DatasetConfig with ``pair_offset`` set (flow per ``flow``/``flow_root``)."""
-    from pipa_edge.adapt.flow import build_flow_provider
-    from pipa_edge.data.build import build_dataset
-
-    base = build_dataset(cfg.model_copy(update={"pair_offset": None}))
-    provider = None
-    if cfg.flow == "dis":
-        provider = build_flow_provider("dis", cache_dir=cfg.flow_root)
-    elif cfg.flow == "precomputed":
-        provider = build_flow_provider("precomputed", root=cfg.flow_root)
-    return PairDataset(base, int(cfg.pair_offset), provider)

@@ -11,15 +11,13 @@ Modules: ``styles`` (domain statistics/appearance), ``world`` (scene layout), ``
 
 from __future__ import annotations
 
-GENERATOR_VERSION = "1.0"
-
 __all__ = ["GENERATOR_VERSION", "SceneStream", "SynthDataset", "generate", "render_frame", "sample_world"]
 
 
 def __getattr__(name: str):  # lazy: importing the package stays cheap (CLI --help)
-    if name == "generate":
-        from pipa_edge.data.synth.io import generate
-        return generate
+    if name in ("generate", "GENERATOR_VERSION"):
+        from pipa_edge.data.synth import io
+        return getattr(io, name)
     if name == "SynthDataset":
         from pipa_edge.data.synth.dataset import SynthDataset
         return SynthDataset

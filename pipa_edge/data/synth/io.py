@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 
 from pipa_edge.data.classes import SYNTH11
-from pipa_edge.data.synth import GENERATOR_VERSION
 from pipa_edge.errors import ConfigError, DataError
 
+GENERATOR_VERSION = "1.0"
 SPLITS = ("sim", "real", "sim_seq", "real_seq")
 INCOMPLETE = ".synth_incomplete"
 _PNG = [cv2.IMWRITE_PNG_COMPRESSION, 1]

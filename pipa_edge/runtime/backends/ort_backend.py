@@ -39,6 +39,22 @@ def resolve_providers(providers, available: list[str]) -> list[str]:
     return out
 
 
+def make_session(path: str | Path, providers=None, threads: int | None = None):
+    """``onnxruntime.InferenceSession`` with the runtime's options: ``threads`` intra-op threads
+    (default ``OMP_NUM_THREADS``, else onnxruntime's), one inter-op thread, warnings off;
+    ``providers`` as :func:`resolve_providers` takes them. Errors are onnxruntime's own."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    threads = threads if threads is not None else int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+    if threads:
+        so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=so,
+                                providers=resolve_providers(providers, ort.get_available_providers()))
+
+
 def check_signature(meta: ModelMeta, inp, out, where: str) -> None:
     """Graph input/output vs metadata: dtype, layout, static sizes."""
     shape = list(inp.shape)
@@ -78,15 +94,9 @@ class OrtBackend(Backend):
                 if want and want != file_sha256(p):
                     raise ModelFileError(f"{p}: file does not match its sidecar (sha256 differs: the model was "
                                          "replaced or truncated after export)")
-        so = ort.SessionOptions()
-        threads = threads if threads is not None else int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
-        if threads:
-            so.intra_op_num_threads = int(threads)
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
         provs = resolve_providers(providers, ort.get_available_providers())
         try:
-            self.session = ort.InferenceSession(str(p), sess_options=so, providers=provs)
+            self.session = make_session(p, provs, threads)
         except Exception as e:  # noqa: BLE001 - InvalidProtobuf, Fail, NoSuchFile ...
             first = (str(e).strip().splitlines() or [""])[0][:160]
             raise ModelFileError(f"{p}: not a loadable ONNX model ({type(e).__name__}: {first})") from None

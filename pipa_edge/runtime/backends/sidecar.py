@@ -3,7 +3,8 @@
 Written next to every exported ONNX/engine (``model.onnx`` → ``model.onnx.json``). It is never
 prepended to the file itself, so ``trtexec``/DeepStream/Netron read the model unchanged. ONNX
 exports also carry the same JSON in the model's ``metadata_props`` under :data:`ONNX_META_KEY`,
-so an ONNX file that lost its sidecar still loads.
+so an ONNX file that lost its sidecar still loads (:func:`save_onnx` writes both; the export and
+``pipa-edge adapt-bn`` use it).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from pathlib import Path
 
 from pipa_edge.errors import ModelFileError
-from pipa_edge.fileio import atomic_write, file_sha256  # noqa: F401 (re-exported)
+from pipa_edge.fileio import atomic_write, file_sha256, guard_write
 from pipa_edge.runtime.backends.base import ModelMeta
 
 SIDECAR_FORMAT = "pipa-edge-sidecar/1"
@@ -60,3 +61,37 @@ def read_sidecar(model_path: str | Path, required: bool = True) -> ModelMeta | N
                                  "(re-export with `pipa-edge export`)")
         return None
     return meta_from_json(sp.read_text(), str(sp))
+
+
+def embed_meta(proto, meta: ModelMeta) -> None:
+    d = meta.to_dict()
+    d["extra"] = {k: v for k, v in d["extra"].items() if k not in ("file_sha256", "onnx_sha256")}
+    for prop in list(proto.metadata_props):
+        if prop.key == ONNX_META_KEY:
+            proto.metadata_props.remove(prop)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = ONNX_META_KEY, json.dumps(d)
+
+
+def save_onnx(proto, path: str | Path, meta: ModelMeta) -> ModelMeta:
+    """Embed ``meta``, write the file, then the sidecar with the file's sha256. Returns the final meta."""
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    embed_meta(proto, meta)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with guard_write(path, f"the previous {path.name} is kept" if path.exists() else "nothing was written"):
+        try:
+            onnx.save(proto, str(tmp))
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    sha = file_sha256(path)
+    meta.extra.update(file_sha256=sha, onnx_sha256=sha, opset=opset_of(proto))
+    write_sidecar(path, meta)
+    return meta
+
+
+def opset_of(proto) -> int:
+    return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)

@@ -1,6 +1,6 @@
 """PyTorch backend: runs the plain segmenter of a pipa-edge checkpoint (eager, no export).
 
-It wraps the model in :class:`pipa_edge.export.graph.DeployModel`, the same module that is
+It wraps the model in :class:`pipa_edge.models.graph.DeployModel`, the same module that is
 exported, so its outputs are the reference for every parity check.
 """
 
@@ -22,7 +22,7 @@ class TorchBackend(Backend):
                  input_format: str = "float_nchw", threads: int | None = None, **_ignored):
         import torch
 
-        from pipa_edge.export.graph import DeployModel
+        from pipa_edge.models.graph import DeployModel
         from pipa_edge.models.io import load_segmenter
 
         if segmenter is None:

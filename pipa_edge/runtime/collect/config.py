@@ -93,7 +93,7 @@ class StorageConfig(StrictModel):
 
 
 class CollectConfig(StrictModel):
-    """What is worth keeping, and how it is stored. See docs/collection.md."""
+    """What is worth keeping, and how it is stored. See docs/deploy.md."""
 
     thresholds: ThresholdConfig = Field(default_factory=ThresholdConfig)
     stability: StabilityConfig = Field(default_factory=StabilityConfig)

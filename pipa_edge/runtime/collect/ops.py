@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 
 from pipa_edge.data.classes import ClassSet
+from pipa_edge.data.collection import MANIFEST, read_manifest, read_meta, replay
 from pipa_edge.errors import DataError
-from pipa_edge.runtime.collect.store import (MANIFEST, Store, entry_bytes, eviction_order, find_orphans,
-                                             read_manifest, read_meta, replay, sha256)
+from pipa_edge.runtime.collect.store import Store, entry_bytes, eviction_order, find_orphans, sha256
 
 
 def _need_dir(root: str | Path) -> Path:

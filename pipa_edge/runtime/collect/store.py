@@ -1,12 +1,7 @@
 """Crash-safe storage of collected samples: atomic files, an append-only JSONL manifest, quotas.
 
-Layout of a collection folder::
-
-    DIR/meta.json            format, class set (ClassSet.to_dict()), creation time
-    DIR/manifest.jsonl       one JSON record per line: {"op": "add", ...} or {"op": "del", ...}
-    DIR/images/NAME.jpg|png  the frame (RGB)
-    DIR/labels/NAME.png      pseudo-label, uint8 class index, 255 = ignore
-    DIR/conf/NAME.png        optional max-probability map, uint8 (p × 255)
+The folder layout, the manifest reader and :class:`CollectedDataset` (a collection read back as a
+dataset) live in :mod:`pipa_edge.data.collection` (and :mod:`pipa_edge.data.datasets.collected`).
 
 Write order (a kill at any point leaves no live entry without its files):
 
@@ -32,12 +27,10 @@ import numpy as np
 
 from pipa_edge import fileio
 from pipa_edge.data.classes import ClassSet
+from pipa_edge.data.collection import FORMAT, MANIFEST, META, read_manifest, read_meta, replay
 from pipa_edge.errors import DataError
 
-FORMAT = "pipa-edge-collection/1"
 SUBDIRS = {"image": "images", "label": "labels", "conf": "conf"}
-MANIFEST = "manifest.jsonl"
-META = "meta.json"
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -60,10 +53,10 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """:func:`pipa_edge.fileio.atomic_write` of ``data`` that re-raises the raw ``OSError``
-    (the collector decides what a full disk means: stop collecting, keep segmenting)."""
-    fileio.atomic_write(path, lambda f: _write_all(f.fileno(), data), guard=False)
+def _writer(data: bytes):
+    """For :func:`pipa_edge.fileio.atomic_write` (``guard=False``: the raw ``OSError`` reaches the
+    collector, which decides what a full disk means: stop collecting, keep segmenting)."""
+    return lambda f: _write_all(f.fileno(), data)
 
 
 def torn_tail(root: Path) -> int:
@@ -74,53 +67,6 @@ def torn_tail(root: Path) -> int:
         return 0
     raw = path.read_bytes()
     return len(raw) - (raw.rfind(b"\n") + 1)
-
-
-def read_manifest(root: Path) -> tuple[list[dict], list[str], int]:
-    """``(records, problems, good_bytes)``. A final line without ``\\n`` (torn write) is skipped
-    silently; ``good_bytes`` is the length of the valid prefix (for repair)."""
-    path = Path(root) / MANIFEST
-    if not path.exists():
-        return [], [], 0
-    raw = path.read_bytes()
-    records, problems, pos = [], [], 0
-    for i, line in enumerate(raw.split(b"\n")[:-1] if raw else [], 1):
-        pos += len(line) + 1
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict) or rec.get("op") not in ("add", "del") or "name" not in rec:
-                raise ValueError("not a manifest record")
-            records.append(rec)
-        except ValueError as e:
-            problems.append(f"{path}:{i}: bad manifest line ({e})")
-    return records, problems, pos
-
-
-def replay(records: list[dict]) -> dict[str, dict]:
-    """Live samples after applying every add/del in order (insertion order = age)."""
-    live: dict[str, dict] = {}
-    for rec in records:
-        if rec["op"] == "add":
-            live[rec["name"]] = rec
-        else:
-            live.pop(rec["name"], None)
-    return live
-
-
-def read_meta(root: Path) -> dict:
-    path = Path(root) / META
-    try:
-        meta = json.loads(path.read_text())
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"format is {meta.get('format')!r}, expected {FORMAT!r}")
-        ClassSet.from_dict(meta["classes"])
-        return meta
-    except FileNotFoundError:
-        raise DataError(f"{path}: not a pipa-edge collection (no meta.json)") from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise DataError(f"{path}: unreadable collection metadata ({e})") from None
 
 
 def sample_files(root: Path) -> set[str]:
@@ -201,7 +147,7 @@ class Store:
                 self.close()
                 raise DataError(f"{self.root}: not a pipa-edge collection (no meta.json)")
             self.meta = {"format": FORMAT, "classes": classes.to_dict(), "created": time.time()}
-            atomic_write(self.root / META, json.dumps(self.meta, indent=1).encode())
+            fileio.atomic_write(self.root / META, _writer(json.dumps(self.meta, indent=1).encode()), guard=False)
             self.classes = classes
         self.cleaned: list[str] = []
         self._repair()
@@ -228,7 +174,7 @@ class Store:
 
     def _rewrite_manifest(self) -> None:
         data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in self.live.values()).encode()
-        atomic_write(self.root / MANIFEST, data)
+        fileio.atomic_write(self.root / MANIFEST, _writer(data), guard=False)
         fsync_dir(self.root)
         if getattr(self, "_mf", None) is not None:
             os.close(self._mf)
@@ -278,7 +224,7 @@ class Store:
         try:
             for kind, (ext, data) in blobs.items():
                 rel = f"{SUBDIRS[kind]}/{name}{ext}"
-                atomic_write(self.root / rel, data)
+                fileio.atomic_write(self.root / rel, _writer(data), guard=False)
                 written.append(rel)
                 files[kind] = {"path": rel, "bytes": len(data), "sha256": sha256(data)}
             for sub in {SUBDIRS[k] for k in blobs}:

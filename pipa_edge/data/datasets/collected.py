@@ -3,7 +3,8 @@
 Items are ``{"image": uint8 (H, W, 3) RGB, "label": uint8 (H, W) (255 = ignore), "name": str}``
 (no ``"label"`` with ``labels=False``: the folder then serves as unlabelled target images). The
 class set comes from the collection's ``meta.json``; asking for another set maps labels by name.
-Only live manifest entries are listed, so files of an interrupted write are never read.
+Only live manifest entries are listed, so files of an interrupted write are never read (folder
+format: :mod:`pipa_edge.data.collection`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from pathlib import Path
 from typing import Sequence
 
 from pipa_edge.data.classes import ClassSet, get_class_set
+from pipa_edge.data.collection import read_manifest, read_meta, replay
 from pipa_edge.data.datasets.base import Record, SegDataset, compose_lut, identity_lut, require_dir
-from pipa_edge.runtime.collect.store import read_manifest, read_meta, replay
 
 
 class CollectedDataset(SegDataset):

@@ -1,7 +1,8 @@
-"""A benchmark JSON that grows run by run: the scripts of ``bench/`` that score checkpoints one
-command at a time (``bn_scale.py``, ``pl_coverage.py``) add their rows to one file instead of
-replacing it, and refuse a file written with another setting (other data, threshold, ...), since
-its rows would not be comparable with the new ones.
+"""A benchmark JSON that grows run by run (a sibling module of the ``bench/`` scripts, not part of
+the library): the scripts that score checkpoints one command at a time (``bn_scale.py``,
+``pl_coverage.py``) add their rows to one file instead of replacing it, and refuse a file written
+with another setting (other data, threshold, ...), since its rows would not be comparable with the
+new ones.
 
 File layout: ``{**setting, "commands": [command, ...], "results": {name: row, ...}}``.
 """

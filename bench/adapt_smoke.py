@@ -3,7 +3,8 @@
 Each row (source-only, mean teacher, + pixel contrast, + patch contrast, + task-smart sampling)
 gets a copy of the same initial segmenter, the same batch and ``steps`` optimiser steps (AdamW),
 the trainer's step order (``training_step`` → ``backward`` → ``step`` → ``after_optimizer_step``).
-It reports every loss term's first and last values and whether all were finite.
+It reports every loss term's first and last values and whether all were finite. A helper of
+``bench/camvid_extras.py`` (``bench/camvid_adapt.py --synth``) and of ``tests/test_adapt_synth_smoke.py``.
 """
 
 from __future__ import annotations

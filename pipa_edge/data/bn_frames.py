@@ -14,9 +14,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from pipa_edge.data.frame_files import evenly_spaced, image_dir, image_files, read_rgb
 from pipa_edge.errors import DataError
 
-IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 VIDEO_EXT = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 
 
@@ -53,29 +53,14 @@ class FrameSource:
         self.sha12, self.read = digest.hexdigest()[:12], n
 
 
-def _pick(n: int, limit: int | None) -> list[int]:
-    if limit is None or n <= limit:
-        return list(range(n))
-    return sorted({int(round(v)) for v in np.linspace(0, n - 1, limit)})
-
-
-def _read_rgb(p: Path) -> np.ndarray:
-    import cv2
-
-    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DataError(f"{p}: not a readable image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 def _images(paths: list[Path]) -> Callable[[], Iterator[np.ndarray]]:
     # a file evicted since the listing (a collection being written by `run --collect`) is skipped
-    return lambda: (_read_rgb(p) for p in paths if p.is_file())
+    return lambda: (read_rgb(p) for p in paths if p.is_file())
 
 
 def collection_images(root: Path) -> list[Path]:
     """The live images of a ``run --collect`` folder, oldest first (its manifest; torch-free)."""
-    from pipa_edge.runtime.collect.store import read_manifest, replay
+    from pipa_edge.data.collection import read_manifest, replay
 
     records, _, _ = read_manifest(root)
     out = []
@@ -96,7 +81,7 @@ def _video(path: Path, limit: int | None) -> FrameSource:
     cap.release()
     if n <= 0:
         raise DataError(f"{path}: the video reports no frames")
-    keep = set(_pick(n, limit))
+    keep = set(evenly_spaced(n, limit))
 
     def read() -> Iterator[np.ndarray]:
         cap = cv2.VideoCapture(str(path))
@@ -118,7 +103,7 @@ def _video(path: Path, limit: int | None) -> FrameSource:
 def open_frames(spec: str | Path, limit: int | None = None) -> FrameSource:
     """``spec``: a folder of images (or a folder with ``images/``), a collection folder (has a
     ``manifest.jsonl``), or a video file. Raises :class:`DataError` (one line) otherwise."""
-    from pipa_edge.runtime.collect.store import MANIFEST
+    from pipa_edge.data.collection import MANIFEST
 
     p = Path(spec)
     if p.is_file():
@@ -130,7 +115,6 @@ def open_frames(spec: str | Path, limit: int | None = None) -> FrameSource:
     if (p / MANIFEST).is_file():
         kind, paths = "collection", collection_images(p)
     else:
-        d = p / "images" if (p / "images").is_dir() else p
-        kind, paths = "folder", sorted(q for q in d.iterdir() if q.suffix.lower() in IMAGE_EXT)
-    idx = _pick(len(paths), limit)
+        kind, paths = "folder", image_files(image_dir(p))
+    idx = evenly_spaced(len(paths), limit)
     return FrameSource(kind, p, len(idx), len(paths), _images([paths[i] for i in idx]))

@@ -1,5 +1,6 @@
-"""argparse ``type=`` helpers shared by the benchmark scripts of ``bench/`` (a bad value: argparse's
-one-line error naming the flag, exit code 2)."""
+"""argparse ``type=`` helpers shared by the benchmark scripts of ``bench/`` (a sibling module they
+import with ``bench/`` on ``sys.path``; not part of the library). A bad value: argparse's one-line
+error naming the flag, exit code 2."""
 
 from __future__ import annotations
 
