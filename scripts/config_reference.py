@@ -96,8 +96,8 @@ def render() -> str:
         rs = rows(cls)
         parts.append(f"\n## {title}\n\n{len(rs)} keys.\n\n| key | type | default | note |\n|---|---|---|---|")
         for key, typ, default, note in rs:
-            cell = lambda s: s.replace("|", "\\|")  # noqa: E731
-            parts.append(f"| `{key}` | {cell(typ)} | {cell(default)} | {cell(note)} |")
+            typ, default, note = (c.replace("|", "\\|") for c in (typ, default, note))
+            parts.append(f"| `{key}` | {typ} | {default} | {note} |")
     return "\n".join(parts) + "\n"
 
 

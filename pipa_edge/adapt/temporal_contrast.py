@@ -72,7 +72,8 @@ class TemporalContrast(nn.Module):
         self.sampler = sampler or RandomSampler()
         self._pool = RandomSampler(self.sampler.generator)
         self.key_encoder = key_encoder  # who embeds frame t-k: "student" or "teacher" (no gradient)
-        self.flow_estimator = DISFlow(dis_preset)  # flow t → t-k when the batch carries none
+        self.dis_preset = dis_preset  # OpenCV DIS preset for flow t → t-k when the batch carries none
+        self._flow: Optional[DISFlow] = None  # created on the first batch without flow
         self.last_stats: dict[str, float] = {}
 
     def _low(self, label: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
@@ -116,14 +117,13 @@ class TemporalContrast(nn.Module):
         return temporal_info_nce(zt_f[a_idx], zpos_f[a_idx], ya, zp_f[p_idx], yp_flat[p_idx], self.temperature,
                                  self.sampler, self.negatives_per_anchor)
 
-
     def step(self, segmenter, teacher, target: dict, pl_label: torch.Tensor, pl_conf: Optional[torch.Tensor] = None,
              aux_bn_update: bool = True, confidence_score: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
         """The Adapter's temporal term on a target batch ``{"image", "image_prev", ["flow", "flow_valid"]}``.
 
         ``segmenter`` is the student, ``teacher`` its :class:`~pipa_edge.adapt.teacher.EMATeacher`;
         ``pl_label``/``pl_conf``: the teacher's pseudo-labels of frame t (already computed by the
-        adapter). Flow missing from the batch is computed with OpenCV DIS (``flow_estimator``) on the
+        adapter). Flow missing from the batch is computed with OpenCV DIS (``dis_preset``) on the
         (augmented) uint8 frames. ``aux_bn_update``: the student forward moves the BatchNorm running
         statistics; ``confidence_score``: hardness = 1 - teacher confidence (``sampler.score``).
         Returns the unweighted loss and its logs.
@@ -134,7 +134,9 @@ class TemporalContrast(nn.Module):
             flow = target["flow"].float()
             valid = target["flow_valid"].bool() if "flow_valid" in target else torch.ones_like(flow[:, 0], dtype=torch.bool)
         else:
-            flow, valid = batch_flow(x_t, x_p, self.flow_estimator)
+            if self._flow is None:
+                self._flow = DISFlow(self.dis_preset)
+            flow, valid = batch_flow(x_t, x_p, self._flow)
         n = x_t.shape[0]
         t_prev = teacher.forward_features(seg.normalize(x_p.float()))
         y_prev = t_prev.logits_low.argmax(dim=1)
