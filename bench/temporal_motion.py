@@ -17,9 +17,16 @@ labelled frames in sequence order (0016E5, 0006R0 day; 0001TP dusk; ~2–9 s apa
 the dash-cam clip (no labels: flip rate and TC only). Cost: ONNX Runtime inference (``--threads``)
 vs the filter and flow + warp on the same frames, per input size.
 
-    python bench/temporal_motion.py --synth-ckpt runs/h4_motion/source_only/final.pt \
-        --synth-data runs/h4_motion/synth_eval --camvid-ckpt runs/shared/camvid_source_only_s0/final.pt \
-        --json docs/results/temporal_motion.json
+On labelled clips two more measures: the **labels themselves** scored as a prediction (the flips
+a perfect model has to make: at 1 s spacing most flips are real changes of the scene) and
+**flicker**, the flip rate on pixels whose label stays the same through the metric's flow (DIS,
+and Farneback as the cross-check; and, flow-free, at the same pixel position: JSON only). ``--variants`` picks the rows; besides the named ones,
+``mc-ema:alpha=0.4,fb_beta=0.2,min_height=128`` / ``ema:alpha=0.4`` / ``mc-ema-conf0.9`` are
+probes (filter and compensator keyword arguments; a confidence-gated state).
+
+    pipa-edge data synth runs/h4_motion/synth_eval --n-sim 0 --n-real 0 --n-seq 4 --seq-len 125 --size 128 256
+    python bench/temporal_motion.py --only synth camvid dashcam --threads 1 \
+        --json docs/results/temporal_motion.json     # synth: make demo's model; CamVid: camvid_adapt's source_s1
 """
 
 from __future__ import annotations
@@ -34,28 +41,11 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 SHARED = REPO.parent / "shared" / "data"
-VARIANTS = ("raw", "ema", "mc-ema", "mc-ema-a0.4")  # the last: stronger EMA (alpha 0.4), affordable without lag
 
-
-MIN_HEIGHT = 64  # --min-height: rows of the grey frames the filter's flow runs on (at least)
-
-
-def make_filter(variant: str, provider: str = "dis-medium"):
-    from pipa_edge.runtime.motion import MotionCompensator
-    from pipa_edge.runtime.temporal import TemporalFilter
-
-    if variant == "raw":
-        return TemporalFilter(enabled=False)
-    if variant == "ema":
-        return TemporalFilter()
-    if variant == "mc-ema":
-        return TemporalFilter(motion=MotionCompensator(provider, min_height=MIN_HEIGHT))
-    if variant == "mc-ema-a0.4":
-        return TemporalFilter(alpha=0.4, motion=MotionCompensator(provider, min_height=MIN_HEIGHT))
-    if variant == "mc-ema-nofb":
-        return TemporalFilter(motion=MotionCompensator(provider, fb_check=False, min_height=MIN_HEIGHT))
-    raise ValueError(variant)
+import lib_temporal_variants  # noqa: E402
+from lib_temporal_variants import VARIANTS, make_filter  # noqa: E402
 
 
 def model_logits(seg, images: list[np.ndarray], batch: int = 4) -> list[np.ndarray]:
@@ -89,6 +79,13 @@ class Scorer:
         self.video = {v: VideoMeter(classes.num_classes) for v in variants}
         self.video_fb = {v: VideoMeter(classes.num_classes) for v in variants}  # cross-check: Farneback flow
         self.flow = DISFlow("medium")
+        # the labels themselves as the prediction: the flips a perfect model has to make (the floor)
+        self.video_gt, self.video_gt_fb = VideoMeter(classes.num_classes), VideoMeter(classes.num_classes)
+        # flicker: flips on pixels whose label stays the same across the pair (through the metric's flow)
+        self.stable = {v: VideoMeter(classes.num_classes) for v in variants}
+        self.stable_fb = {v: VideoMeter(classes.num_classes) for v in variants}  # the same through Farneback flow
+        # flow-free: flips where the label of the same pixel position does not change (no estimator involved)
+        self.stable_px = {v: VideoMeter(classes.num_classes) for v in variants}
         self.motion_px, self.valid, self.labelled, self.frames = [], [], 0, 0
 
     def clip(self, images, logits, labels=None):
@@ -100,6 +97,9 @@ class Scorer:
         flows_fb = [farneback(images[t + 1], images[t]) for t in range(len(images) - 1)]
         self.frames += len(images)
         self.labelled += sum(lab is not None for lab in (labels or []))
+        stable = None
+        if labels is not None and all(lab is not None for lab in labels):
+            stable = self._labels_pairs(labels, flows, flows_fb)
         for v in self.variants:
             f = make_filter(v)
             prev = None
@@ -112,8 +112,30 @@ class Scorer:
                     self.cm[v].update(torch.from_numpy(pred).long()[None], torch.from_numpy(labels[t]).long()[None])
                 if prev is not None:
                     self.video[v].update(prev, pred, *flows[t - 1])
+                    if stable is not None:
+                        self.stable[v].update(prev, pred, flows[t - 1][0], stable[t - 1][0])
+                        self.stable_fb[v].update(prev, pred, flows_fb[t - 1][0], stable[t - 1][1])
+                        self.stable_px[v].update(prev, pred, None, stable[t - 1][2])
                     self.video_fb[v].update(prev, pred, *flows_fb[t - 1])
                 prev = pred
+
+    def _labels_pairs(self, labels, flows, flows_fb) -> list[np.ndarray]:
+        """Flip rate / TC of the labels, pixels labelled in both frames only (ignore → no label).
+        Returns per pair the masks (DIS, Farneback, no flow) of pixels whose label stays the same
+        through the metric's flow (and that flow is valid), or at the same position: where a flip of
+        the prediction is flicker, not a real change."""
+        from pipa_edge.train.video_metrics import warp_prediction
+
+        k = self.classes.num_classes
+        labs = [np.where(lab < k, lab, -1).astype(np.int64) for lab in labels]
+        stable = []
+        for t in range(1, len(labs)):
+            both = labs[t] >= 0
+            for meter, (fl, valid) in ((self.video_gt, flows[t - 1]), (self.video_gt_fb, flows_fb[t - 1])):
+                meter.update(labs[t - 1], labs[t], fl, both if valid is None else valid & both)
+            stable.append(tuple((warp_prediction(labs[t - 1], fl) == labs[t]) & both & valid
+                                for fl, valid in (flows[t - 1], flows_fb[t - 1])) + ((labs[t - 1] == labs[t]) & both,))
+        return stable
 
     def rows(self) -> dict:
         from pipa_edge.metrics import summarize
@@ -123,8 +145,17 @@ class Scorer:
             vs = self.video[v].summary()
             miou = summarize(self.cm[v].matrix(), self.classes.names)["miou"] if self.labelled else None
             fb = self.video_fb[v].summary()
+            st, stf, stp = self.stable[v].summary(), self.stable_fb[v].summary(), self.stable_px[v].summary()
             out[v] = {"miou": miou, "flip_rate": vs["flip_rate"], "tc": vs["tc"], "pairs": vs["pairs"],
-                      "flip_rate_farneback": fb["flip_rate"], "tc_farneback": fb["tc"]}
+                      "flip_rate_farneback": fb["flip_rate"], "tc_farneback": fb["tc"],
+                      "flip_rate_label_stable": st["flip_rate"], "flip_rate_label_stable_farneback": stf["flip_rate"],
+                      "flip_rate_label_static": stp["flip_rate"]}
+        if self.video_gt.summary()["pairs"]:
+            g, gf = self.video_gt.summary(), self.video_gt_fb.summary()
+            out["labels"] = {"miou": 1.0, "flip_rate": g["flip_rate"], "tc": g["tc"], "pairs": g["pairs"],
+                             "flip_rate_farneback": gf["flip_rate"], "tc_farneback": gf["tc"],
+                             "flip_rate_label_stable": 0.0, "flip_rate_label_stable_farneback": 0.0,
+                             "flip_rate_label_static": 0.0}
         out["_info"] = {"frames": self.frames, "labelled": self.labelled,
                         "filter_motion_px_median": float(np.median(self.motion_px)) if self.motion_px else None,
                         "filter_valid_mean": float(np.mean(self.valid)) if self.valid else None}
@@ -161,7 +192,7 @@ def bench_synth(a) -> dict:
 
     seg = load_segmenter(a.synth_ckpt).eval()
     ds = SynthDataset(a.synth_data, "real_seq", classes=seg.classes)
-    native, sub = Scorer(seg.classes, VARIANTS), Scorer(seg.classes, VARIANTS)
+    native, sub = Scorer(seg.classes, a.variants), Scorer(seg.classes, a.variants)
     for seq, idx in dataset_sequences(ds).items():
         images = [np.ascontiguousarray(ds[i]["image"]) for i in idx]
         labels = lut_labels(ds, seg.classes, idx)
@@ -208,7 +239,7 @@ def bench_camvid(a) -> dict:
     out = {}
     for split in ("dusk_train", "day_train"):
         ds, clips = camvid_clips(Path(a.camvid), split, seg.classes, a.camvid_max_gap)
-        sc = Scorer(seg.classes, VARIANTS)
+        sc = Scorer(seg.classes, a.variants)
         for _seq, idx in clips:
             images = [np.ascontiguousarray(ds[i]["image"]) for i in idx]
             sc.clip(images, model_logits(seg, images), lut_labels(ds, seg.classes, idx))
@@ -223,7 +254,7 @@ def bench_dashcam(a) -> dict:
     seg = load_segmenter(a.camvid_ckpt).eval()
     ds = VideoDataset(a.video, seg.classes, resize=tuple(a.dashcam_size))
     images = [np.ascontiguousarray(ds[i]["image"]) for i in range(min(len(ds), a.dashcam_frames))]
-    sc = Scorer(seg.classes, VARIANTS)
+    sc = Scorer(seg.classes, a.variants)
     sc.clip(images, model_logits(seg, images))
     return {"native": sc.rows(), "size": a.dashcam_size}
 
@@ -293,12 +324,15 @@ def pct(v):
 
 def print_tables(res: dict) -> None:
     print(f"\n{'set':28s} {'row':11s} {'mIoU %':>7s} {'flip %':>7s} {'TC %':>6s} {'flip(F) %':>9s} "
-          f"{'TC(F) %':>7s} {'pairs':>6s}")
+          f"{'TC(F) %':>7s} {'flicker %':>9s} {'flicker(F) %':>12s} {'flicker(px) %':>13s} {'pairs':>6s}")
     for set_name, rows in res["quality"].items():
-        for v in [v for v in VARIANTS if v in rows]:
+        for v in [v for v in rows if not v.startswith("_")]:
             r = rows[v]
             print(f"{set_name:28s} {v:11s} {pct(r['miou']):>7s} {pct(r['flip_rate']):>7s} {pct(r['tc']):>6s} "
-                  f"{pct(r['flip_rate_farneback']):>9s} {pct(r['tc_farneback']):>7s} {r['pairs']:6d}")
+                  f"{pct(r['flip_rate_farneback']):>9s} {pct(r['tc_farneback']):>7s} "
+                  f"{pct(r.get('flip_rate_label_stable')):>9s} "
+                  f"{pct(r.get('flip_rate_label_stable_farneback')):>12s} "
+                  f"{pct(r.get('flip_rate_label_static')):>13s} {r['pairs']:6d}")
     if res.get("cost"):
         print(f"\n{'input':9s} {'model res':>9s} {'infer ms':>9s} {'ema ms':>7s} {'mc-ema ms':>9s} "
               f"{'flow+warp':>9s} {'ema %':>6s} {'mc-ema %':>8s} {'mc-ema % (cpu)':>14s}")
@@ -310,9 +344,10 @@ def print_tables(res: dict) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--synth-ckpt", default="runs/h4_motion/source_only/final.pt")
+    ap.add_argument("--synth-ckpt", default="runs/demo/pipa/final.pt", help="a synth11 model (make demo's)")
     ap.add_argument("--synth-data", default="runs/h4_motion/synth_eval", help="pipa-edge data synth ... --n-seq")
-    ap.add_argument("--camvid-ckpt", default="runs/shared/camvid_source_only_s0/final.pt")
+    ap.add_argument("--camvid-ckpt", default="runs/camvid_heldout/source_s1/final.pt",
+                    help="a camvid11 model (bench/camvid_adapt.py's strong source, seed 1)")
     ap.add_argument("--camvid", default=str(SHARED / "camvid"))
     ap.add_argument("--camvid-max-gap", type=int, default=400, help="frame-number jump that starts a new clip")
     ap.add_argument("--video", default=str(SHARED / "video" / "solidWhiteRight.mp4"))
@@ -327,12 +362,12 @@ def main() -> int:
     ap.add_argument("--min-height", type=int, default=64, help="MotionCompensator(min_height=...)")
     ap.add_argument("--only", nargs="+", default=["synth", "camvid", "dashcam", "cost"],
                     choices=["synth", "camvid", "dashcam", "cost"])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), help="filter rows (make_filter)")
     ap.add_argument("--json", default="docs/results/temporal_motion.json")
     a = ap.parse_args()
     import torch
 
-    global MIN_HEIGHT
-    MIN_HEIGHT = a.min_height
+    lib_temporal_variants.MIN_HEIGHT = a.min_height
     torch.set_num_threads(a.threads)
     jpath = REPO / a.json
     res = json.loads(jpath.read_text()) if jpath.is_file() else {}

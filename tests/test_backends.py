@@ -150,3 +150,17 @@ def test_missing_and_corrupt_checkpoint(tmp_path):
 def test_unavailable_provider_is_clear(tiny):
     with pytest.raises(BackendUnavailable, match="execution provider 'nonexistent'"):
         load_backend(tiny["onnx"], providers="nonexistent")
+
+
+def test_ort_spin_option_reaches_the_session_and_keeps_outputs(tiny):
+    """``spin`` sets onnxruntime's ``session.intra_op.allow_spinning``; ``None`` leaves it unset
+    (onnxruntime's default); the outputs do not depend on it."""
+    key = "session.intra_op.allow_spinning"
+    x = frames(1)
+    with load_backend(tiny["onnx"], threads=2) as d, load_backend(tiny["onnx"], threads=2, spin=False) as off, \
+            load_backend(tiny["onnx"], threads=2, spin=True) as on:
+        assert off.session.get_session_options().get_session_config_entry(key) == "0"
+        assert on.session.get_session_options().get_session_config_entry(key) == "1"
+        with pytest.raises(RuntimeError, match="does not have configuration"):  # unset: onnxruntime's default
+            d.session.get_session_options().get_session_config_entry(key)
+        np.testing.assert_array_equal(d.infer(x), off.infer(x))

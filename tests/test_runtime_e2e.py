@@ -189,3 +189,33 @@ def test_damaged_video_plays_to_the_end(tmp_path):
     bad.write_bytes(bytes(data))
     s = run_stream(str(bad), "none", PaletteBackend(input_size=(32, 64)), log_stats=False)
     assert s.exit_reason == "end of stream" and 0 < s.frames + s.corrupt <= 30
+
+
+def test_decode_threads_caps_the_software_decoder(tmp_path):
+    """``?decode_threads=N`` on a file source: every decoder decodebin creates with a
+    ``max-threads`` property gets N (checked on the live pipeline); frames still flow."""
+    from pipa_edge.runtime import gst as G
+    from pipa_edge.runtime.sources import open_source
+    from pipa_edge.runtime.uri import parse_source
+
+    Gst = G.gst()
+    clip = tmp_path / "clip.mkv"
+    run_stream("test://?width=128&height=64", str(clip), PaletteBackend(input_size=(32, 64)), max_frames=10,
+               log_stats=False)
+    seen = {1: [], 0: []}
+    for n in (1, 0):
+        src = open_source(parse_source(f"{clip}?decode_threads={n}"))
+        p = src._build()
+        dec = next(e for e in p.children if e.get_factory().get_name() == "decodebin")
+
+        def record(_bin, _sub, el, n=n):  # connected after the cap: sees the value it set
+            if el.find_property("max-threads") is not None:
+                seen[n].append(el.get_property("max-threads"))
+
+        dec.connect("deep-element-added", record)
+        p.set_state(Gst.State.PLAYING)
+        sample = src.appsink.emit("try-pull-sample", 5 * Gst.SECOND)
+        p.set_state(Gst.State.NULL)
+        assert sample is not None
+    assert seen[1] and all(m == 1 for m in seen[1])  # the decoder was capped
+    assert seen[0] and all(m == 0 for m in seen[0])  # 0 leaves the decoder's default (auto)

@@ -96,6 +96,18 @@ def link_dynamic(src_el, sink_el, want: str = "video") -> None:
     src_el.connect("pad-added", on_pad)
 
 
+def cap_decoder_threads(bin_el, n: int) -> None:
+    """Set ``max-threads`` = ``n`` on every software decoder (avdec_*, ...) that ``bin_el``
+    (decodebin / uridecodebin) creates, at any depth; ``n`` = 0 keeps the decoder's own choice."""
+
+    def on_element(_bin, _sub, el):
+        if el.find_property("max-threads") is not None:
+            el.set_property("max-threads", int(n))
+
+    if n:
+        bin_el.connect("deep-element-added", on_element)
+
+
 def sample_to_array(sample) -> np.ndarray | None:
     """RGB sample → ``(H, W, 3) uint8`` copy, honouring the row stride (GstVideoMeta or caps)."""
     Gst = gst()

@@ -208,12 +208,14 @@ class GstSource(Source):
         if s.kind == "file":
             src = G.make("filesrc", location=s.location)
             dec = G.make("decodebin")
+            G.cap_decoder_threads(dec, int(o.get("decode_threads", 0)))
             tail = self._decode_tail()
             G.add_chain(p, [src, dec])
             G.add_chain(p, tail)
             G.link_dynamic(dec, tail[0])
         elif s.kind == "rtsp":
             src = G.make("uridecodebin", uri=s.location)
+            G.cap_decoder_threads(src, int(o.get("decode_threads", 0)))
             latency = int(o.get("latency", 200))
 
             def setup(_bin, source):
@@ -236,6 +238,7 @@ class GstSource(Source):
             jb = G.make("rtpjitterbuffer", latency=int(o.get("latency", 50)))
             depay = G.make({"h264": "rtph264depay", "h265": "rtph265depay", "mjpeg": "rtpjpegdepay"}[codec])
             dec = G.make("decodebin")
+            G.cap_decoder_threads(dec, int(o.get("decode_threads", 0)))
             tail = self._decode_tail()
             G.add_chain(p, [src, jb, depay, dec])
             G.add_chain(p, tail)
@@ -248,6 +251,7 @@ class GstSource(Source):
                 c += f",framerate={int(o['fps'])}/1" if "fps" in o else ""
                 els.append(G.capsfilter(f"video/x-raw,{c.lstrip(',')}; image/jpeg,{c.lstrip(',')}"))
             dec = G.make("decodebin")
+            G.cap_decoder_threads(dec, int(o.get("decode_threads", 0)))
             tail = self._decode_tail()
             G.add_chain(p, els + [dec])
             G.add_chain(p, tail)

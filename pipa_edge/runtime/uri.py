@@ -56,10 +56,10 @@ _GLOB_CHARS = set("*?[")
 _INT, _FLOAT, _STR, _BOOL = int, float, str, bool
 SOURCE_OPTS: dict[str, dict[str, type]] = {
     "csi": {"width": _INT, "height": _INT, "fps": _INT, "flip": _INT},
-    "v4l2": {"width": _INT, "height": _INT, "fps": _INT},
-    "file": {"fps": _FLOAT},
-    "rtsp": {"latency": _INT},
-    "rtp": {"codec": _STR, "latency": _INT, "address": _STR},
+    "v4l2": {"width": _INT, "height": _INT, "fps": _INT, "decode_threads": _INT},
+    "file": {"fps": _FLOAT, "decode_threads": _INT},
+    "rtsp": {"latency": _INT, "decode_threads": _INT},
+    "rtp": {"codec": _STR, "latency": _INT, "address": _STR, "decode_threads": _INT},
     "test": {"width": _INT, "height": _INT, "fps": _FLOAT, "seed": _INT, "domain": _STR, "live": _BOOL},
 }
 OUTPUT_OPTS: dict[str, dict[str, type]] = {

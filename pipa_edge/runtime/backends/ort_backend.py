@@ -39,10 +39,12 @@ def resolve_providers(providers, available: list[str]) -> list[str]:
     return out
 
 
-def make_session(path: str | Path, providers=None, threads: int | None = None):
+def make_session(path: str | Path, providers=None, threads: int | None = None, spin: bool | None = None):
     """``onnxruntime.InferenceSession`` with the runtime's options: ``threads`` intra-op threads
     (default ``OMP_NUM_THREADS``, else onnxruntime's), one inter-op thread, warnings off;
-    ``providers`` as :func:`resolve_providers` takes them. Errors are onnxruntime's own."""
+    ``providers`` as :func:`resolve_providers` takes them. ``spin``: whether idle intra-op threads
+    busy-wait for the next parallel section (``session.intra_op.allow_spinning``; ``None`` =
+    onnxruntime's default, which spins). Errors are onnxruntime's own."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -50,6 +52,8 @@ def make_session(path: str | Path, providers=None, threads: int | None = None):
     if threads:
         so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = 1
+    if spin is not None:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     so.log_severity_level = 3
     return ort.InferenceSession(str(path), sess_options=so,
                                 providers=resolve_providers(providers, ort.get_available_providers()))
@@ -81,7 +85,7 @@ class OrtBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, path: str | Path, *, providers=None, threads: int | None = None, verify: bool = True,
-                 meta: ModelMeta | None = None, **_ignored):
+                 meta: ModelMeta | None = None, spin: bool | None = None, **_ignored):
         import onnxruntime as ort
 
         p = Path(path)
@@ -96,7 +100,7 @@ class OrtBackend(Backend):
                                          "replaced or truncated after export)")
         provs = resolve_providers(providers, ort.get_available_providers())
         try:
-            self.session = make_session(p, provs, threads)
+            self.session = make_session(p, provs, threads, spin)
         except Exception as e:  # noqa: BLE001 - InvalidProtobuf, Fail, NoSuchFile ...
             first = (str(e).strip().splitlines() or [""])[0][:160]
             raise ModelFileError(f"{p}: not a loadable ONNX model ({type(e).__name__}: {first})") from None
