@@ -317,6 +317,8 @@ def heldout_main(a, argv) -> int:
     if a.summarize:
         results = [json.loads(p.read_text()) for p in sorted(Path(a.summarize).glob("result_*.json"))]
         results = [r for r in results if r.get("protocol") == "heldout"]
+        if a.merge:
+            results = P.merge_heldout(results, json.loads(Path(a.merge).read_text()), a.merge)
     else:
         results = P.run_all(jobs, a.parallel, Path(a.out), a.reuse, script=__file__)
     sizes = sorted({k for r in results for k in r["scores"]})
@@ -331,7 +333,7 @@ def heldout_main(a, argv) -> int:
         info = {"command": _command(argv), "protocol": "heldout", "wall_s": wall, "tables": tables,
                 "decisions": decisions,
                 "runs": [{k: r.get(k) for k in ("name", "seed", "fold", "method", "train_s", "overrides", "scores")}
-                         for r in results]}
+                         | ({"merged_from": r["merged_from"]} if r.get("merged_from") else {}) for r in results]}
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(info, indent=1))
         print(f"[bench] wrote {a.json}")

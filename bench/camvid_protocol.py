@@ -338,6 +338,16 @@ def heldout_table(results: list[dict], size: str) -> list[dict]:
     return table
 
 
+def merge_heldout(results: list[dict], prev: dict, source: str) -> list[dict]:
+    """``results`` plus the runs of an earlier held-out summary JSON (``prev["runs"]``) whose
+    (row, seed, fold) ``results`` does not have: tables built over sessions whose run folders are
+    gone. The runs of ``results`` win; merged ones are marked ``merged_from``."""
+    have = {(r["name"], r["seed"], r.get("fold")) for r in results}
+    extra = [{**r, "merged_from": r.get("merged_from") or source} for r in prev.get("runs", [])
+             if (r["name"], r["seed"], r.get("fold")) not in have]
+    return list(results) + extra
+
+
 def decide(table: list[dict], target_gain: float = 3.0, min_seeds: int = 3) -> dict:
     """The decision rule: the row (not the oracle) with the best held-out mean is the recommended recipe.
     Provisional (and the target not judged) while any row has fewer than ``min_seeds`` seeds."""

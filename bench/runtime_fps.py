@@ -90,16 +90,48 @@ def resize_all(backend, frames):
 
 
 def bare_pass(backend, xs) -> dict:
-    """``backend.infer`` alone in a tight loop (after 3 warm-up frames)."""
+    """``backend.infer`` alone in a tight loop (after 3 warm-up frames); wall and process CPU time."""
     for x in xs[:3]:
         backend.infer(x[None])
     t_inf = []
+    c0 = time.process_time()
     for x in xs:
         t0 = time.perf_counter()
         out = backend.infer(x[None])
         t_inf.append(time.perf_counter() - t0)
+    cpu = time.process_time() - c0
     return {"frames": len(xs), "fps": len(xs) / float(np.sum(t_inf)), "infer_ms_mean": 1000 * float(np.mean(t_inf)),
-            "output_shape": list(np.shape(out))}
+            "cpu_ms_per_frame": 1000 * cpu / len(xs), "output_shape": list(np.shape(out))}
+
+
+def decode_pass(video: str, n: int, hw: tuple[int, int]) -> dict:
+    """The run's capture alone: the runtime's source (GStreamer decode → RGB) + resize to the model
+    size; wall and process CPU time per frame (every GStreamer thread counts) from the first frame
+    to the ``n``-th (pipeline start-up excluded, as the run's steady-state FPS excludes it)."""
+    import cv2
+
+    from pipa_edge.runtime.sources import SourceEnded, open_source
+    from pipa_edge.runtime.uri import parse_source
+
+    src = open_source(parse_source(video), drop=False)
+    src.open()
+    got, c0, t0 = 0, None, None
+    try:
+        while got < n:
+            try:
+                f = src.read(2.0)
+            except SourceEnded:
+                break
+            if f is None:
+                continue
+            cv2.resize(f.image, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
+            got += 1
+            if got == 1:
+                c0, t0 = time.process_time(), time.perf_counter()
+    finally:
+        src.close()
+    cpu, wall, k = time.process_time() - c0, time.perf_counter() - t0, max(1, got - 1)
+    return {"frames": got, "cpu_ms_per_frame": 1000 * cpu / k, "wall_ms_per_frame": 1000 * wall / k}
 
 
 def run_pass(backend, video: str, n: int, tmp: Path, motion: str) -> dict:
@@ -155,11 +187,17 @@ def bench_model(label: str, path: Path, frames, args, tmp: Path, motion: str = "
         bare_ref = bare_pass(ref, xs) if ref is not None else None
         best = max(bare["fps"], bare_ref["fps"]) if bare_ref else bare["fps"]
         video = f"{args.video}?decode_threads={args.decode_threads}" if args.decode_threads else args.video
+        dec = decode_pass(video, args.frames, backend.meta.input_size)
         run = run_pass(backend, video, args.frames, tmp, motion)
         rounds.append({"bare_fps": best, "bare_fps_this_setting": bare["fps"],
                        "bare_fps_default_options": bare_ref["fps"] if bare_ref else bare["fps"],
                        "bare_infer_ms_mean": bare["infer_ms_mean"], "run_fps": run["fps"],
                        "run_infer_ms_mean": run["infer_ms_mean"], "ratio": run["fps"] / best,
+                       # capture's CPU per frame vs inference's: if the bare loop keeps every core busy,
+                       # decoding must take its CPU from inference and run / bare cannot exceed this
+                       "decode_cpu_ms": dec["cpu_ms_per_frame"], "bare_cpu_ms": bare["cpu_ms_per_frame"],
+                       "bare_core_use": bare["cpu_ms_per_frame"] / bare["infer_ms_mean"],
+                       "cpu_bound_ratio": bare["cpu_ms_per_frame"] / (bare["cpu_ms_per_frame"] + dec["cpu_ms_per_frame"]),
                        "efficiency": run["fps"] * run["infer_ms_mean"] / 1000.0,
                        "filter_pct_of_infer": run["temporal_pct_of_infer"], "temporal_ms_p50": run["temporal_ms_p50"],
                        # typical frame: medians (the mean-based share above also carries preemption spikes under load)
@@ -169,13 +207,15 @@ def bench_model(label: str, path: Path, frames, args, tmp: Path, motion: str = "
         r = rounds[-1]
         print(f"  {label} round {i + 1}: bare {r['bare_fps']:.2f} fps, run {r['run_fps']:.2f} fps, ratio "
               f"{r['ratio']:.3f}, in-run eff. {r['efficiency']:.3f}, filter {r['filter_pct_of_infer']:.2f} %, "
-              f"load {r['loadavg_1min']}", flush=True)
+              f"decode {r['decode_cpu_ms']:.1f} CPU-ms/frame, bare {r['bare_cpu_ms']:.1f} CPU-ms/frame, "
+              f"CPU-bound ratio {r['cpu_bound_ratio']:.3f}, load {r['loadavg_1min']}", flush=True)
     if ref is not None:
         ref.close()
     res = {"label": label, "motion": motion, "spin": spin, "file": path.name, "backend": backend.describe(),
            "output": backend.meta.output, "output_resolution": backend.meta.output_resolution,
            "output_shape": bare["output_shape"], "rounds": rounds}
-    for k in ("ratio", "efficiency", "filter_pct_of_infer", "filter_p50_pct_of_infer_p50", "bare_fps", "run_fps"):
+    for k in ("ratio", "efficiency", "filter_pct_of_infer", "filter_p50_pct_of_infer_p50", "bare_fps", "run_fps",
+              "decode_cpu_ms", "bare_cpu_ms", "bare_core_use", "cpu_bound_ratio"):
         v = [r[k] for r in rounds]
         res[k] = {"median": float(np.median(v)), "min": float(np.min(v)), "max": float(np.max(v))}
     if args.flips and args.model:
@@ -189,13 +229,16 @@ def table(results: list[dict], args) -> list[str]:
         return f"{fmt.format(d['median'])} ({fmt.format(d['min'])}–{fmt.format(d['max'])})"
 
     lines = ["| model (export) | output | bare FPS | run FPS | run / bare | in-run eff. | filter % of infer (sum) "
-             "| filter p50 / infer p50 % |", "|---|---|---|---|---|---|---|---|"]
+             "| filter p50 / infer p50 % | decode CPU ms | bare CPU ms (cores busy) | CPU-bound ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r['label']} | {r['output']} {'×'.join(map(str, r['output_shape'][-2:]))} | "
                      f"{spread(r['bare_fps'], '{:.1f}')} | {spread(r['run_fps'], '{:.1f}')} | "
                      f"{spread(r['ratio'], '{:.3f}')} | {spread(r['efficiency'], '{:.3f}')} | "
                      f"{spread(r['filter_pct_of_infer'], '{:.2f}')} | "
-                     f"{spread(r['filter_p50_pct_of_infer_p50'], '{:.2f}')} |")
+                     f"{spread(r['filter_p50_pct_of_infer_p50'], '{:.2f}')} | {r['decode_cpu_ms']['median']:.1f} | "
+                     f"{r['bare_cpu_ms']['median']:.1f} ({r['bare_core_use']['median']:.2f}) | "
+                     f"{spread(r['cpu_bound_ratio'], '{:.3f}')} |")
     return lines
 
 

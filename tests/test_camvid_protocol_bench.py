@@ -133,3 +133,21 @@ def test_day_fold_jobs_train_on_one_day_half_and_score_the_other(P, tmp_path):
     t = S.day_fold_table(res)
     assert t[0]["mean"] == pytest.approx(P.pooled_miou([[[20, 0], [10, 20]]]))
 
+
+
+def test_merge_heldout_adds_missing_runs_and_keeps_the_new_ones(P):
+    new = [_res("source", 1, None, all=_cm(60, 40)), _res("pipa", 1, 0, heldout=_cm(30, 5)),
+           _res("pipa", 1, 1, heldout=_cm(40, 5))]
+    prev = {"runs": [{k: v for k, v in r.items() if k != "protocol"} for r in (
+        _res("source", 1, None, all=_cm(1, 99)),  # superseded by the new run of the same seed
+        _res("source", 0, None, all=_cm(50, 50)), _res("pipa", 1, 0, heldout=_cm(1, 99)),
+        _res("mean_teacher", 0, 0, heldout=_cm(30, 10)), _res("mean_teacher", 0, 1, heldout=_cm(40, 20)))]}
+    merged = P.merge_heldout(new, prev, "old.json")
+    keys = sorted((r["name"], r["seed"], r["fold"] if r["fold"] is not None else -1) for r in merged)
+    assert keys == [("mean_teacher", 0, 0), ("mean_teacher", 0, 1), ("pipa", 1, 0), ("pipa", 1, 1),
+                    ("source", 0, -1), ("source", 1, -1)]
+    assert [r.get("merged_from") for r in merged if r["name"] == "source" and r["seed"] == 1] == [None]
+    assert all(r["merged_from"] == "old.json" for r in merged if r["name"] == "mean_teacher")
+    table = {t["row"]: t for t in P.heldout_table(merged, "180x240")}
+    assert table["source"]["seeds"] == [0, 1] and table["mean_teacher"]["seeds"] == [0]
+    assert table["source"]["per_seed"][1]["heldout"] == pytest.approx(P.pooled_miou([_cm(60, 40)]))
