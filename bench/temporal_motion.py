@@ -132,7 +132,7 @@ class Scorer:
         for t in range(1, len(labs)):
             both = labs[t] >= 0
             for meter, (fl, valid) in ((self.video_gt, flows[t - 1]), (self.video_gt_fb, flows_fb[t - 1])):
-                meter.update(labs[t - 1], labs[t], fl, both if valid is None else valid & both)
+                meter.update(labs[t - 1], labs[t], fl, valid & both)
             stable.append(tuple((warp_prediction(labs[t - 1], fl) == labs[t]) & both & valid
                                 for fl, valid in (flows[t - 1], flows_fb[t - 1])) + ((labs[t - 1] == labs[t]) & both,))
         return stable
